@@ -1,0 +1,41 @@
+# Two commands on a fresh machine: `make demo` (set up + run the pipeline offline) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+# The torch build to install first (this workplace's pip takes a local copy of these versions).
+TORCH ?= torch==2.14.1 torchvision==0.29.1
+BIN := $(VENV)/bin
+DEMO_OUT ?= runs/demo
+
+.PHONY: setup demo test lint format fashion-mnist clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+# The bundled offline default: fashion-mini, tiny models, CPU, ONNX Runtime target.
+demo: setup
+	$(BIN)/lfcc-pipeline run --teacher convnext_atto --student test_efficientnet --data fashion-mini \
+		--img-size 32 --teacher-epochs 10 --epochs 5 --no-pretrained \
+		--target torch --target ort-fp32 --out $(DEMO_OUT)
+
+test: setup lint
+	$(BIN)/pytest -q
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+# Full Fashion-MNIST (IDX files under /usr/share/datasets/fashion-mnist) for benchmarks/.
+fashion-mnist:
+	test -d /usr/share/datasets/fashion-mnist || (apt-get update && apt-get install -y dataset-fashion-mnist)
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Latency/throughput measurement and the benchmark report (json, markdown table, plot)."""

@@ -1,0 +1,108 @@
+"""The benchmark report: report.json (DESIGN.md section 4 schema), report.md, report.png."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from lfcc_pipeline.pipeline.atomic import write_json, write_text, write_with
+
+COLUMNS = (
+    ("model", "model"),
+    ("target", "target"),
+    ("precision", "precision"),
+    ("top-1 %", "top1"),
+    ("top-5 %", "top5"),
+    ("agree %", "agreement"),
+    ("p50 ms", "p50"),
+    ("p90 ms", "p90"),
+    ("p99 ms", "p99"),
+    ("img/s", "throughput_ips"),
+    ("MB", "size_mb"),
+    ("params M", "params_m"),
+    ("speedup", "speedup_vs_teacher"),
+)
+
+
+def add_speedups(rows: list[dict[str, Any]]) -> None:
+    """speedup_vs_teacher: the teacher's p50 on the same target over this row's p50."""
+    teacher = {r["target"]: r for r in rows if r["model"] == "teacher" and r.get("latency_ms")}
+    for r in rows:
+        t = teacher.get(r["target"])
+        ok = t is not None and r.get("latency_ms") and r["latency_ms"]["p50"] > 0
+        r["speedup_vs_teacher"] = round(t["latency_ms"]["p50"] / r["latency_ms"]["p50"], 3) if ok else None
+
+
+def _cell(row: dict[str, Any], key: str) -> str:
+    value = row.get("latency_ms", {}).get(key) if key in ("p50", "p90", "p99") else row.get(key)
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        if key in ("speedup_vs_teacher",):
+            return f"{value:.2f}x"
+        if key == "throughput_ips":
+            return f"{value:,.0f}"
+        return f"{value:.3f}" if key in ("p50", "p90", "p99") and value < 1 else f"{value:.2f}"
+    return str(value)
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    head = "| " + " | ".join(c for c, _ in COLUMNS) + " |"
+    sep = "|" + "|".join("---" for _ in COLUMNS) + "|"
+    body = []
+    for r in rows:
+        cells = [_cell(r, k) for _, k in COLUMNS]
+        if r.get("error"):
+            cells[3] = f"failed: {r['error']}"
+        if r.get("note"):
+            cells[0] += f" ({r['note']})"
+        body.append("| " + " | ".join(cells) + " |")
+    return "\n".join([head, sep, *body])
+
+
+def write_report(out_dir: Path, rows: list[dict[str, Any]], env: dict[str, Any], data: dict[str, Any]) -> list[Path]:
+    """Write report.json, report.md and report.png into out_dir; return their paths."""
+    report = {"rows": rows, "env": env, "data": data}
+    paths = [out_dir / "report.json", out_dir / "report.md", out_dir / "report.png"]
+    write_json(paths[0], report)
+    md = [
+        "# Benchmark: teacher vs student",
+        "",
+        f"Data: {data.get('spec')} {data.get('split')} split, {data.get('images')} images at "
+        f"{data.get('img_size')} px. Latency at batch 1 (p50/p90/p99), throughput at batch "
+        f"{data.get('throughput_batch')}. Agreement: top-1 agreement with the FP32 PyTorch teacher.",
+        "",
+        markdown_table(rows),
+        "",
+        f"Environment: {json.dumps(env, sort_keys=True)}",
+        "",
+    ]
+    write_text(paths[1], "\n".join(md))
+    write_with(paths[2], lambda tmp: plot(rows, tmp))
+    return paths
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    """Accuracy vs latency, one point per (model, target)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    colors = {"teacher": "tab:orange", "student": "tab:blue"}
+    for r in rows:
+        if r.get("top1") is None or not r.get("latency_ms"):
+            continue
+        x, y = r["latency_ms"]["p50"], r["top1"]
+        ax.scatter(x, y, s=60, color=colors.get(r["model"], "tab:gray"), marker="o" if r["model"] == "student" else "s")
+        ax.annotate(f"{r['model']} {r['target']}", (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("latency p50 at batch 1 (ms, log scale)")
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.set_title("accuracy vs latency")
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    plt.close(fig)

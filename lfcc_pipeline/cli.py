@@ -1,0 +1,376 @@
+"""The `lfcc-pipeline` command line: click maps flags onto RunConfig; the library does the work."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+import click
+
+from lfcc_pipeline import __version__
+from lfcc_pipeline.errors import LfccError
+from lfcc_pipeline.pipeline.config import (
+    DEVICES,
+    EXPORTERS,
+    OPTIMIZERS,
+    PRECISIONS,
+    TARGETS,
+    BenchConfig,
+    DataConfig,
+    DistillConfig,
+    ExportConfig,
+    ModelsConfig,
+    OptimConfig,
+    RunConfig,
+    TrainConfig,
+)
+
+STAGE_NAMES = ("teacher", "distill", "export", "bench")
+EXAMPLE = (
+    "lfcc-pipeline run --teacher test_vit --student test_resnet --data fashion-mini "
+    "--target ort-fp32 --epochs 1 --teacher-epochs 1 --img-size 64 --out runs/demo"
+)
+
+
+class Cli(click.Group):
+    """A click group that turns every error into one line on stderr and an exit code."""
+
+    def main(self, args: list[str] | None = None, prog_name: str | None = None, **kwargs: Any) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
+        debug = "--debug" in argv or os.environ.get("LFCC_DEBUG", "") not in ("", "0")
+        try:
+            rv = super().main(args=argv, prog_name=prog_name, standalone_mode=False, **kwargs)
+        except click.exceptions.Exit as e:
+            sys.exit(e.exit_code)
+        except click.ClickException as e:
+            ctx_cmd = " ".join(a for a in argv[:1] if not a.startswith("-"))
+            _fail(f"{' '.join(e.format_message().split())}; see `lfcc-pipeline {ctx_cmd} --help`".replace("  ", " "), 2)
+        except click.Abort:
+            _fail("aborted", 130)
+        except LfccError as e:
+            if debug:
+                traceback.print_exc()
+            _fail(e.line(), e.exit_code)
+        except KeyboardInterrupt:
+            _fail("interrupted; rerun the same command to resume where it stopped", 130)
+        except Exception as e:
+            if debug:
+                traceback.print_exc()
+            msg = str(e).splitlines()[0][:200] if str(e) else ""
+            _fail(f"internal error: {type(e).__name__}: {msg} (rerun with --debug for the traceback)", 3)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _fail(line: str, code: int) -> None:
+    click.echo(f"error: {line}", err=True)
+    sys.exit(code)
+
+
+def _setup_logging(debug: bool) -> None:
+    logger = logging.getLogger("lfcc_pipeline")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if debug else logging.INFO)
+    logger.propagate = False
+
+
+def _int_list(value: str | None) -> tuple[int, ...] | None:
+    if value is None or value == "":
+        return None
+    try:
+        return tuple(int(v) for v in value.replace(" ", "").split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of integers") from None
+
+
+def _pairs(value: str | None) -> tuple[tuple[int, int], ...] | None:
+    if value is None or value == "":
+        return None
+    try:
+        pairs = [p.split(":") for p in value.replace(" ", "").split(",")]
+        return tuple((int(t), int(s)) for t, s in pairs)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a list of TEACHER:STUDENT tap indices like 3:1,7:2") from None
+
+
+def shared_options(fn):
+    """Options shared by `run` and the stage commands (DESIGN.md section 4)."""
+    opts = [
+        click.option("--teacher", default="deit_s", show_default=True, help="Teacher: short name or any timm name."),
+        click.option("--student", default="resnet18", show_default=True, help="Student: short name or timm name."),
+        click.option("--method", default="lfcc", show_default=True, help="Distillation method: lfcc, kd, ofa, none."),
+        click.option(
+            "--target",
+            "targets",
+            multiple=True,
+            metavar="T",
+            help=f"Deployment target, repeatable: {', '.join(TARGETS)}. [default: torch, ort-fp32]",
+        ),
+        click.option(
+            "--data",
+            default="cifar100",
+            show_default=True,
+            help="fashion-mini | fashion-mnist[:DIR] | cifar100[:DIR] | imagefolder:DIR",
+        ),
+        click.option(
+            "--out",
+            type=click.Path(path_type=Path),
+            default=None,
+            help="Run directory. [default: runs/<teacher>-<student>-<method>]",
+        ),
+        click.option("--epochs", type=int, default=20, show_default=True, help="Student (distillation) epochs."),
+        click.option(
+            "--teacher-epochs",
+            type=int,
+            default=10,
+            show_default=True,
+            help="Teacher fine-tuning/training epochs (0: use the weights as they are).",
+        ),
+        click.option("--img-size", type=int, default=None, help="Input size in pixels. [default: the teacher's]"),
+        click.option("--batch-size", type=int, default=64, show_default=True, help="Training batch size."),
+        click.option("--device", default="auto", show_default=True, help=f"{' | '.join(DEVICES)}"),
+        click.option("--seed", type=int, default=0, show_default=True, help="Seed for splits, init and data order."),
+        click.option(
+            "--teacher-weights",
+            type=click.Path(path_type=Path),
+            default=None,
+            help="Teacher weights: .safetensors or a torch state_dict (loaded with weights_only=True).",
+        ),
+        click.option(
+            "--pretrained/--no-pretrained",
+            default=None,
+            help="Use timm pretrained teacher weights. [default: when the hub is reachable]",
+        ),
+        click.option("--lr", type=float, default=1e-3, show_default=True, help="Learning rate."),
+        click.option(
+            "--teacher-lr", type=float, default=None, help="Teacher lr. [default: lr, or lr/10 if pretrained]"
+        ),
+        click.option("--optimizer", default="adamw", show_default=True, help=" | ".join(OPTIMIZERS)),
+        click.option("--weight-decay", type=float, default=0.05, show_default=True),
+        click.option("--warmup-epochs", type=float, default=1.0, show_default=True),
+        click.option("--label-smoothing", type=float, default=0.0, show_default=True),
+        click.option("--grad-clip", type=float, default=None, help="Clip the gradient norm to this value."),
+        click.option(
+            "--precision",
+            default="auto",
+            show_default=True,
+            help=f"{' | '.join(PRECISIONS)} (auto: bf16/fp16 autocast on CUDA, fp32 on CPU)",
+        ),
+        click.option(
+            "--ckpt-every",
+            type=int,
+            default=200,
+            show_default=True,
+            help="Steps between mid-epoch checkpoints (one is also written every epoch).",
+        ),
+        click.option("--workers", type=int, default=2, show_default=True, help="Data loader workers (image folders)."),
+        click.option(
+            "--val-fraction",
+            type=float,
+            default=0.1,
+            show_default=True,
+            help="Share of the training split held out for validation.",
+        ),
+        click.option("--ce-weight", type=float, default=1.0, show_default=True, help="Cross-entropy weight."),
+        click.option("--kd-weight", type=float, default=1.0, show_default=True, help="Logit KD weight (kd, lfcc)."),
+        click.option("--kd-temperature", type=float, default=4.0, show_default=True, help="Logit KD temperature."),
+        click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset."),
+        click.option("--exporter", default="torchscript", show_default=True, help=" | ".join(EXPORTERS)),
+        click.option("--bench-iters", type=int, default=100, show_default=True, help="Timed calls per latency figure."),
+        click.option("--bench-warmup", type=int, default=10, show_default=True, help="Untimed warm-up calls."),
+        click.option("--bench-batch", type=int, default=32, show_default=True, help="Batch size for throughput."),
+        click.option("--bench-max-images", type=int, default=None, help="Cap on test images for accuracy."),
+        click.option("--threads", type=int, default=None, help="CPU threads for torch/ONNX Runtime in bench."),
+        click.option("--force", is_flag=True, help="Rerun every stage, ignoring finished ones and checkpoints."),
+        click.option("--debug", is_flag=True, help="Show Python tracebacks."),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+def config_from_options(o: dict[str, Any]) -> RunConfig:
+    """Map the shared options onto RunConfig (validation happens in the library)."""
+    return RunConfig(
+        models=ModelsConfig(o["teacher"], o["student"], o["img_size"], o["teacher_weights"], o["pretrained"]),
+        data=DataConfig(o["data"], o["val_fraction"], o["workers"]),
+        train=TrainConfig(
+            epochs=o["epochs"],
+            teacher_epochs=o["teacher_epochs"],
+            batch_size=o["batch_size"],
+            precision=o["precision"],
+            ckpt_every=o["ckpt_every"],
+            optim=OptimConfig(
+                o["optimizer"],
+                o["lr"],
+                o["teacher_lr"],
+                o["weight_decay"],
+                0.9,
+                o["warmup_epochs"],
+                o["label_smoothing"],
+                o["grad_clip"],
+            ),
+        ),
+        distill=DistillConfig(
+            method=o["method"], ce_weight=o["ce_weight"], kd_weight=o["kd_weight"], kd_temperature=o["kd_temperature"]
+        ),
+        export=ExportConfig(opset=o["opset"], exporter=o["exporter"]),
+        bench=BenchConfig(
+            targets=tuple(o["targets"]) or ("torch", "ort-fp32"),
+            warmup=o["bench_warmup"],
+            iters=o["bench_iters"],
+            batch_size=o["bench_batch"],
+            threads=o["threads"],
+            max_images=o["bench_max_images"],
+        ),
+        out=o["out"],
+        device=o["device"],
+        seed=o["seed"],
+    )
+
+
+def _execute(opts: dict[str, Any], until: str | None, stop_after: str | None) -> None:
+    from lfcc_pipeline.pipeline.runner import run_pipeline
+
+    _setup_logging(opts["debug"])
+    cfg = config_from_options(opts)
+    report = run_pipeline(cfg, until=until, stop_after=stop_after, force=opts["force"])
+    ran = [s for s in report.stages if s.action == "ran"]
+    skipped = [s.name for s in report.stages if s.action == "skipped"]
+    if skipped:
+        click.echo(f"skipped (up to date): {', '.join(skipped)}", err=True)
+    for s in ran:
+        if s.summary:
+            click.echo(s.summary, err=True)
+    md = report.run_dir / "bench" / "report.md"
+    if any(s.name == "bench" for s in report.stages) and md.is_file():
+        click.echo(_table_of(md))
+    click.echo(f"run directory: {report.run_dir}", err=True)
+
+
+def _table_of(md: Path) -> str:
+    return "\n".join(line for line in md.read_text().splitlines() if line.startswith("|"))
+
+
+@click.group(cls=Cli, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(__version__, prog_name="lfcc-pipeline")
+def cli() -> None:
+    """Distill a heterogeneous teacher into a compact student with LFCC, export it to ONNX,
+    build deployment models and benchmark student against teacher.
+
+    \b
+    Example (offline, CPU, a few minutes):
+      lfcc-pipeline run --teacher test_vit --student test_resnet --data fashion-mini \\
+          --target ort-fp32 --epochs 1 --teacher-epochs 1 --img-size 64 --out runs/demo
+    """
+
+
+@cli.command("run")
+@shared_options
+@click.option("--stop-after", type=click.Choice(STAGE_NAMES), default=None, help="Stop after this stage.")
+def run_cmd(stop_after: str | None, **opts: Any) -> None:
+    """Run the whole pipeline: teacher -> distill -> export -> bench.
+
+    Finished stages are skipped when their settings and inputs are unchanged; a changed option
+    reruns its stage and everything after it. The report table is printed at the end.
+
+    \b
+    Examples:
+      lfcc-pipeline run --teacher deit_s --student resnet18 --target trt-fp16
+      lfcc-pipeline run --teacher test_vit --student test_resnet --data fashion-mini \\
+          --target ort-fp32 --epochs 1 --teacher-epochs 1 --img-size 64 --out runs/demo
+      lfcc-pipeline run ... --stop-after export   # then build engines on the target device
+    """
+    _execute(opts, None, stop_after)
+
+
+def _stage_command(name: str, summary: str) -> None:
+    def command(**opts: Any) -> None:
+        _execute(opts, name, None)
+
+    command.__doc__ = f"""{summary}
+
+    Runs the stages before `{name}` first where their results are missing or stale.
+
+    \b
+    Example:
+      lfcc-pipeline {name} --teacher test_vit --student test_resnet --data fashion-mini \\
+          --epochs 1 --teacher-epochs 1 --img-size 64 --out runs/demo
+    """
+    cli.command(name)(shared_options(command))
+
+
+for _name, _summary in (
+    ("teacher", "Fine-tune (pretrained) or train (from scratch) the teacher and evaluate it."),
+    ("distill", "Distill the teacher into the student with --method; resumes after an interruption."),
+    ("export", "Export student and teacher to ONNX and check parity with PyTorch on real images."),
+    ("bench", "Measure accuracy, agreement, latency and throughput of teacher and student per target."),
+):
+    _stage_command(_name, _summary)
+
+
+@cli.command("models")
+@click.option("--debug", is_flag=True, help="Show Python tracebacks.")
+def models_cmd(debug: bool) -> None:
+    """List the short model names with their timm names, family and parameter count.
+
+    Any timm model name is accepted as well (e.g. timm's tiny test_vit, test_resnet).
+
+    \b
+    Example:
+      lfcc-pipeline models
+    """
+    import timm
+    import torch
+
+    from lfcc_pipeline.models.registry import SHORT_NAMES
+
+    rows = [("short name", "timm name", "architecture", "family", "params (M, 1000 classes)")]
+    for e in SHORT_NAMES.values():
+        with torch.device("meta"):
+            m = timm.create_model(e.timm_name, pretrained=False)
+        rows.append((e.short, e.timm_name, e.arch, e.family, f"{sum(p.numel() for p in m.parameters()) / 1e6:.1f}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+
+
+@cli.command("doctor")
+@click.option("--json", "as_json", is_flag=True, help="Print the probe as JSON.")
+@click.option("--debug", is_flag=True, help="Show Python tracebacks.")
+def doctor_cmd(as_json: bool, debug: bool) -> None:
+    """Print versions (python, torch, CUDA, timm, onnx, onnxruntime, TensorRT), devices, ONNX Runtime
+    providers, and which targets can run on this machine.
+
+    \b
+    Example:
+      lfcc-pipeline doctor
+    """
+    import json
+
+    from lfcc_pipeline.pipeline.env import probe, target_status
+
+    env = probe()
+    targets = target_status()
+    if as_json:
+        click.echo(json.dumps({"env": env, "targets": targets}, indent=2))
+        return
+    for k, v in env.items():
+        click.echo(f"{k:18} {v if v not in (None, [], {}) else 'absent'}")
+    click.echo("targets:")
+    for t, reason in targets.items():
+        click.echo(f"  {t:9} {'ok' if reason is None else 'no: ' + reason}")
+
+
+def main() -> None:
+    cli.main(prog_name="lfcc-pipeline")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""Batches of uint8 images and labels, deterministic by (seed, epoch), shardable across ranks.
+
+In-memory splits are sliced directly (no worker processes needed); file splits decode images
+in DataLoader workers. Either way a batch is `(uint8 images N,C,H,W, int64 labels)` and the
+float conversion, resizing, augmentation and normalisation happen on the device
+(data/transforms.py).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lfcc_pipeline.data.sources import Split
+from lfcc_pipeline.errors import DataError
+
+
+class IndexBatches:
+    """Index lists for one epoch: a permutation seeded by (seed, epoch), split across ranks."""
+
+    def __init__(
+        self, n: int, batch_size: int, shuffle: bool, drop_last: bool, seed: int = 0, rank: int = 0, world: int = 1
+    ) -> None:
+        self.n, self.batch_size, self.shuffle, self.drop_last = n, batch_size, shuffle, drop_last
+        self.seed, self.rank, self.world = seed, rank, world
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _indices(self) -> np.ndarray:
+        if self.shuffle:
+            idx = np.random.default_rng([self.seed, self.epoch]).permutation(self.n)
+        else:
+            idx = np.arange(self.n)
+        if self.world > 1:  # equal shares per rank: pad by repeating (eval) or trim (train)
+            per = math.floor(self.n / self.world) if self.drop_last else math.ceil(self.n / self.world)
+            idx = np.resize(idx, per * self.world)[self.rank :: self.world]
+        return idx
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        idx = self._indices()
+        stop = len(idx) - len(idx) % self.batch_size if self.drop_last else len(idx)
+        for i in range(0, stop, self.batch_size):
+            yield idx[i : i + self.batch_size]
+
+    def __len__(self) -> int:
+        n = len(self._indices())
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+
+class _FileImages(torch.utils.data.Dataset):
+    """Decodes image files to uint8 CHW tensors at `size` (train: random resized crop + flip)."""
+
+    def __init__(self, files: tuple[Path, ...], labels: torch.Tensor, size: int, train: bool) -> None:
+        from torchvision.transforms import v2
+
+        self.files, self.labels = files, labels
+        if train:
+            self.tf = v2.Compose([v2.RandomResizedCrop(size, antialias=True), v2.RandomHorizontalFlip()])
+        else:
+            self.tf = v2.Compose([v2.Resize(int(round(size / 0.875)), antialias=True), v2.CenterCrop(size)])
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        from PIL import Image, UnidentifiedImageError
+        from torchvision.transforms.v2.functional import pil_to_tensor
+
+        try:
+            with Image.open(self.files[i]) as im:
+                x = pil_to_tensor(im.convert("RGB"))
+        except (OSError, UnidentifiedImageError) as e:
+            raise DataError(f"cannot decode image {self.files[i]}: {e}", "remove or replace the file") from e
+        return self.tf(x), self.labels[i]
+
+
+class Batches:
+    """Iterable of (uint8 images, labels) batches over a Split; `skip` resumes mid-epoch."""
+
+    def __init__(
+        self,
+        split: Split,
+        batch_size: int,
+        train: bool,
+        img_size: int,
+        seed: int = 0,
+        workers: int = 0,
+        rank: int = 0,
+        world: int = 1,
+    ) -> None:
+        self.split, self.train = split, train
+        self.index = IndexBatches(
+            len(split), batch_size, shuffle=train, drop_last=train, seed=seed, rank=rank, world=world
+        )
+        if train and len(self.index) == 0:
+            raise DataError(
+                f"the training split has {len(split)} images per rank, fewer than one batch of {batch_size}",
+                "lower --batch-size or use more data",
+            )
+        self.files = None if split.files is None else _FileImages(split.files, split.labels, img_size, train)
+        self.workers = workers
+
+    @property
+    def device_augment(self) -> bool:
+        """In-memory batches are augmented on the device; file batches were augmented by workers."""
+        return self.train and self.files is None
+
+    def set_epoch(self, epoch: int) -> None:
+        self.index.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def iterate(self, skip: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        batches = list(self.index)[skip:]
+        if self.files is None:
+            images = self.split.images
+            if images is None:
+                raise DataError("split has neither images nor files", "this is a bug; please report it")
+            for b in batches:
+                t = torch.from_numpy(b)
+                yield images[t], self.split.labels[t]
+            return
+        loader = torch.utils.data.DataLoader(
+            self.files,
+            batch_sampler=[b.tolist() for b in batches],
+            num_workers=self.workers,
+            pin_memory=torch.cuda.is_available(),
+            persistent_workers=False,
+        )
+        yield from loader
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return self.iterate()

@@ -1,0 +1,54 @@
+"""Device-side batch preparation: uint8 -> float, resize, augment, normalise per model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class Normalization:
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        mean = torch.tensor(self.mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+        return (x - mean) / std
+
+
+def to_float(x: torch.Tensor, img_size: int) -> torch.Tensor:
+    """uint8 (N, 1|3, H, W) -> float32 in [0, 1], 3 channels, img_size x img_size."""
+    x = x.float().div_(255.0)
+    if x.shape[1] == 1:
+        x = x.expand(-1, 3, -1, -1)
+    if x.shape[-2:] != (img_size, img_size):
+        x = F.interpolate(x, size=(img_size, img_size), mode="bilinear", align_corners=False, antialias=True)
+    return x.contiguous()
+
+
+def augment(x: torch.Tensor, generator: torch.Generator, pad_fraction: float = 0.125) -> torch.Tensor:
+    """Random translation by up to pad_fraction of the size (reflect padding) and horizontal flip.
+
+    One affine resampling for the whole batch; integer pixel shifts keep it an exact crop.
+    """
+    n, _, h, w = x.shape
+    pad = max(1, int(round(pad_fraction * min(h, w))))
+    shift = torch.randint(-pad, pad + 1, (n, 2), generator=generator, device=x.device).to(x.dtype)
+    flip = torch.randint(0, 2, (n,), generator=generator, device=x.device).to(x.dtype) * 2 - 1
+    theta = torch.zeros(n, 2, 3, device=x.device, dtype=x.dtype)
+    theta[:, 0, 0] = flip
+    theta[:, 1, 1] = 1
+    theta[:, 0, 2] = shift[:, 0] * 2 / w
+    theta[:, 1, 2] = shift[:, 1] * 2 / h
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="nearest", padding_mode="reflection", align_corners=False)
+
+
+def batch_generator(device: torch.device, seed: int, epoch: int, step: int) -> torch.Generator:
+    """A generator seeded by (seed, epoch, step): resuming mid-epoch reproduces the same augmentation."""
+    g = torch.Generator(device=device)
+    g.manual_seed((seed * 1_000_003 + epoch) * 1_000_003 + step)
+    return g

@@ -1,0 +1,19 @@
+"""Distillation methods, one file each; register a new one with a line in METHODS."""
+
+from __future__ import annotations
+
+from lfcc_pipeline.errors import ConfigError
+from lfcc_pipeline.methods.base import Distiller
+from lfcc_pipeline.methods.kd import LogitKD
+from lfcc_pipeline.methods.none import NoDistillation
+
+METHODS: dict[str, type[Distiller]] = {m.name: m for m in (NoDistillation, LogitKD)}
+PLANNED = ("lfcc", "ofa")  # named in the CLI contract, not yet built
+
+
+def get_method(name: str) -> type[Distiller]:
+    if name in METHODS:
+        return METHODS[name]
+    if name in PLANNED:
+        raise ConfigError(f"--method {name} is not yet supported", f"use one of {', '.join(METHODS)}")
+    raise ConfigError(f"unknown --method {name!r}", f"choose one of {', '.join(METHODS)}")

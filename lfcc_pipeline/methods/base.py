@@ -1,0 +1,72 @@
+"""The Distiller interface: every method is one module holding student (and teacher).
+
+`forward(x_student, x_teacher, labels)` returns `(student_logits, {"loss_ce": ..., ...})`; the
+training loop sums the losses. Inputs are already normalised for each model. The teacher, when
+there is one, is frozen and kept in eval mode; its weights never enter checkpoints or the optimizer.
+Everything else a method adds (projectors, branch heads) is training-time only: export takes
+`distiller.student` alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lfcc_pipeline.pipeline.config import DistillConfig
+
+
+class Distiller(nn.Module):
+    name: ClassVar[str]
+    needs_teacher: ClassVar[bool] = True
+    options: ClassVar[tuple[str, ...]] = ()  # DistillConfig fields this method reads (for fingerprints)
+
+    def __init__(self, student: nn.Module, teacher: nn.Module | None, cfg: DistillConfig, label_smoothing: float = 0.0):
+        super().__init__()
+        self.student = student
+        self.cfg = cfg
+        self.label_smoothing = label_smoothing
+        # Kept outside the module tree: not in state_dict(), parameters() or DDP's buckets.
+        self._teacher = [teacher] if teacher is not None else []
+        if teacher is not None:
+            teacher.requires_grad_(False).eval()
+
+    @property
+    def teacher(self) -> nn.Module:
+        return self._teacher[0]
+
+    def to(self, *args, **kwargs):  # noqa: D102 - moves the (unregistered) teacher too
+        if self._teacher:
+            self._teacher[0].to(*args, **kwargs)
+        return super().to(*args, **kwargs)
+
+    def train(self, mode: bool = True):  # noqa: D102 - the teacher stays in eval mode
+        super().train(mode)
+        if self._teacher:
+            self._teacher[0].eval()
+        return self
+
+    def trainable_parameters(self) -> Iterator[nn.Parameter]:
+        return (p for p in self.parameters() if p.requires_grad)
+
+    def ce(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits.float(), labels, label_smoothing=self.label_smoothing)
+
+    @torch.no_grad()
+    def teacher_logits(self, x_teacher: torch.Tensor) -> torch.Tensor:
+        return self.teacher(x_teacher)
+
+    def forward(
+        self, x_student: torch.Tensor, x_teacher: torch.Tensor | None, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        raise NotImplementedError
+
+
+def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Hinton KD: KL(softmax(t/T) || softmax(s/T)) * T^2, mean over the batch."""
+    log_p_s = F.log_softmax(student_logits.float() / temperature, dim=1)
+    log_p_t = F.log_softmax(teacher_logits.float() / temperature, dim=1)
+    return F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True) * temperature**2

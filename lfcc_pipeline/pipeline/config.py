@@ -1,0 +1,189 @@
+"""Typed configuration for a pipeline run. click only maps flags onto these dataclasses."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lfcc_pipeline.errors import ConfigError
+
+TARGETS = ("torch", "ort-fp32", "ort-fp16", "ort-int8", "trt-fp32", "trt-fp16", "trt-int8")
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+OPTIMIZERS = ("adamw", "sgd")
+EXPORTERS = ("torchscript", "dynamo")
+
+
+@dataclass(frozen=True)
+class ModelsConfig:
+    teacher: str = "deit_s"
+    student: str = "resnet18"
+    img_size: int | None = None  # None: the teacher's default input size
+    teacher_weights: Path | None = None
+    pretrained: bool | None = None  # None: use timm pretrained weights where the hub is reachable
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    spec: str = "cifar100"
+    val_fraction: float = 0.1
+    workers: int = 2
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    optimizer: str = "adamw"
+    lr: float = 1e-3
+    teacher_lr: float | None = None  # None: lr (from scratch) or lr / 10 (fine-tuning pretrained)
+    weight_decay: float = 0.05
+    momentum: float = 0.9
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.0
+    grad_clip: float | None = None
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 20
+    teacher_epochs: int = 10
+    batch_size: int = 64
+    precision: str = "auto"
+    ckpt_every: int = 200  # steps between mid-epoch checkpoints (and one at every epoch end)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """Method choice and every method's hyper-parameters; each method reads only its own."""
+
+    method: str = "lfcc"
+    ce_weight: float = 1.0
+    kd_weight: float = 1.0
+    kd_temperature: float = 4.0
+    lfcc_weight: float = 1.0
+    lfcc_stages: tuple[tuple[int, int], ...] | None = None  # (teacher idx, student idx); None: auto
+    lfcc_num_stages: int = 3
+    lfcc_scales: tuple[int, ...] = (1, 2, 4)
+    lfcc_dim: int = 128
+    lfcc_temperature: float = 0.1
+    ofa_weight: float = 1.0
+    ofa_eps: float = 1.5
+    ofa_temperature: float = 1.0
+    ofa_stages: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    opset: int = 17
+    exporter: str = "torchscript"
+    parity_atol: float = 1e-3
+    parity_rtol: float = 1e-3
+    parity_min_agreement: float = 0.99
+    parity_images: int = 64
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    targets: tuple[str, ...] = ("torch", "ort-fp32")
+    warmup: int = 10
+    iters: int = 100
+    max_seconds: float = 10.0  # per latency measurement; stops early after at least `warmup` iters
+    batch_size: int = 32  # throughput batch
+    threads: int | None = None  # None: the runtime's default
+    max_images: int | None = None  # cap on test images for accuracy (None: the whole test split)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    models: ModelsConfig = field(default_factory=ModelsConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    bench: BenchConfig = field(default_factory=BenchConfig)
+    out: Path | None = None
+    device: str = "auto"
+    seed: int = 0
+
+    def run_dir(self) -> Path:
+        if self.out is not None:
+            return Path(self.out)
+        safe = [s.replace("/", "_").replace(":", "_") for s in (self.models.teacher, self.models.student)]
+        return Path("runs") / f"{safe[0]}-{safe[1]}-{self.distill.method}"
+
+    def validate(self) -> RunConfig:
+        """Check value ranges that do not need any model or dataset; raise ConfigError."""
+        _positive("--epochs", self.train.epochs, allow_zero=True)
+        _positive("--teacher-epochs", self.train.teacher_epochs, allow_zero=True)
+        _positive("--batch-size", self.train.batch_size)
+        _positive("--ckpt-every", self.train.ckpt_every)
+        if self.models.img_size is not None:
+            _positive("--img-size", self.models.img_size)
+            if self.models.img_size < 16:
+                raise ConfigError(f"--img-size {self.models.img_size} is too small", "use at least 16")
+        _positive("--lr", self.train.optim.lr)
+        if self.train.optim.teacher_lr is not None:
+            _positive("--teacher-lr", self.train.optim.teacher_lr)
+        if self.train.optim.weight_decay < 0:
+            raise ConfigError("--weight-decay must be >= 0", f"got {self.train.optim.weight_decay}")
+        if not 0 <= self.train.optim.label_smoothing < 1:
+            raise ConfigError("--label-smoothing must be in [0, 1)", f"got {self.train.optim.label_smoothing}")
+        if self.train.optim.grad_clip is not None:
+            _positive("--grad-clip", self.train.optim.grad_clip)
+        if self.train.optim.warmup_epochs < 0:
+            raise ConfigError("--warmup-epochs must be >= 0", f"got {self.train.optim.warmup_epochs}")
+        _choice("--optimizer", self.train.optim.optimizer, OPTIMIZERS)
+        _choice("--precision", self.train.precision, PRECISIONS)
+        _choice("--device", self.device, DEVICES)
+        _choice("--exporter", self.export.exporter, EXPORTERS)
+        if not 0 < self.data.val_fraction < 1:
+            raise ConfigError("--val-fraction must be in (0, 1)", f"got {self.data.val_fraction}")
+        if self.data.workers < 0:
+            raise ConfigError("--workers must be >= 0", f"got {self.data.workers}")
+        if self.export.opset < 13:
+            raise ConfigError(f"--opset {self.export.opset} is too old", "use 13 or newer (17 is the default)")
+        if not self.bench.targets:
+            raise ConfigError("no --target given", f"pass one or more of {', '.join(TARGETS)}")
+        for t in self.bench.targets:
+            _choice("--target", t, TARGETS)
+        _positive("--bench-iters", self.bench.iters)
+        _positive("--bench-batch", self.bench.batch_size)
+        if self.bench.threads is not None:
+            _positive("--threads", self.bench.threads)
+        d = self.distill
+        for name in ("ce_weight", "kd_weight", "lfcc_weight", "ofa_weight"):
+            if getattr(d, name) < 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= 0", f"got {getattr(d, name)}")
+        for name in ("kd_temperature", "lfcc_temperature", "ofa_temperature"):
+            _positive(f"--{name.replace('_', '-')}", getattr(d, name))
+        _positive("--lfcc-dim", d.lfcc_dim)
+        _positive("--lfcc-num-stages", d.lfcc_num_stages)
+        if not d.lfcc_scales or any(s <= 0 for s in d.lfcc_scales):
+            raise ConfigError("--lfcc-scales must be positive grid sizes", "e.g. --lfcc-scales 1,2,4")
+        if d.ofa_eps < 1:
+            raise ConfigError(f"--ofa-eps must be >= 1, got {d.ofa_eps}", "the OFA-KD papers use 1.0 to 1.6")
+        return self
+
+
+def _positive(flag: str, value: float, allow_zero: bool = False) -> None:
+    if value < 0 or (value == 0 and not allow_zero):
+        need = ">= 0" if allow_zero else "> 0"
+        raise ConfigError(f"{flag} must be {need}, got {value}")
+
+
+def _choice(flag: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"unknown {flag} {value!r}", f"choose one of {', '.join(choices)}")
+
+
+def as_dict(obj: Any) -> Any:
+    """A JSON-able view of a (nested) config dataclass: Paths as strings, tuples as lists."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: as_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [as_dict(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj

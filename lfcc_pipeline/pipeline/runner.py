@@ -1,0 +1,129 @@
+"""The runner: decides which stages to run, records them in the manifest, skips what is done."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lfcc_pipeline.errors import ConfigError, LfccError, TargetUnavailable
+from lfcc_pipeline.pipeline.config import RunConfig
+from lfcc_pipeline.pipeline.env import resolve_device
+from lfcc_pipeline.pipeline.lock import run_lock
+from lfcc_pipeline.pipeline.manifest import Manifest, fingerprint
+from lfcc_pipeline.pipeline.stage import StageContext
+
+_logger = logging.getLogger(__name__)
+
+
+@dataclass
+class StageReport:
+    name: str
+    action: str  # ran | skipped | not-needed
+    seconds: float = 0.0
+    summary: str = ""
+
+
+@dataclass
+class RunReport:
+    run_dir: Path
+    stages: list[StageReport] = field(default_factory=list)
+
+
+def preflight(cfg: RunConfig) -> None:
+    """Everything that can be checked before any training: options, targets, names, data, sizes."""
+    from lfcc_pipeline.methods import get_method
+    from lfcc_pipeline.models.registry import resolve
+    from lfcc_pipeline.runtimes.targets import unavailable_reason
+    from lfcc_pipeline.stages import common
+
+    cfg.validate()
+    resolve_device(cfg.device)
+    for t in cfg.bench.targets:
+        reason = unavailable_reason(t)
+        if reason:
+            raise TargetUnavailable(reason)
+    get_method(cfg.distill.method)
+    resolve(cfg.models.teacher)
+    resolve(cfg.models.student)
+    if cfg.models.teacher_weights is not None and not Path(cfg.models.teacher_weights).is_file():
+        raise ConfigError(f"--teacher-weights {cfg.models.teacher_weights} does not exist", "check the path")
+    ds = common.dataset(cfg)
+    if cfg.train.batch_size > len(ds.train):
+        raise ConfigError(
+            f"--batch-size {cfg.train.batch_size} exceeds the {len(ds.train)} training images", "lower --batch-size"
+        )
+    _check_sizes(cfg, ds.num_classes)
+
+
+def _check_sizes(cfg: RunConfig, num_classes: int) -> None:
+    """Build both architectures once (no weights) so a bad --img-size fails before training."""
+    from lfcc_pipeline.models.factory import create_model
+    from lfcc_pipeline.stages import common
+
+    size = common.img_size(cfg)
+    for name in (cfg.models.teacher, cfg.models.student):
+        create_model(name, num_classes, size)
+
+
+def run_pipeline(
+    cfg: RunConfig, until: str | None = None, stop_after: str | None = None, force: bool = False
+) -> RunReport:
+    """Run stages in order up to `until` (a stage command) or `stop_after`; skip finished ones."""
+    from lfcc_pipeline.stages import BY_NAME, ORDER
+
+    last = until or stop_after
+    if last is not None and last not in BY_NAME:
+        raise ConfigError(f"unknown stage {last!r}", f"choose one of {', '.join(BY_NAME)}")
+    preflight(cfg)
+    device = resolve_device(cfg.device)
+    run_dir = cfg.run_dir()
+    report = RunReport(run_dir)
+    with run_lock(run_dir):
+        manifest = Manifest(run_dir)
+        for stage in ORDER:
+            if not stage.needed(cfg):
+                report.stages.append(StageReport(stage.name, "not-needed"))
+            else:
+                report.stages.append(_run_stage(stage, cfg, manifest, run_dir, device, force))
+            if stage.name == last:
+                break
+    return report
+
+
+def _run_stage(stage, cfg: RunConfig, manifest: Manifest, run_dir: Path, device, force: bool) -> StageReport:
+    inputs = {}
+    for dep in stage.deps:
+        entry = manifest.get(dep)
+        if entry is not None and entry.get("status") == "done":
+            inputs[dep] = manifest.outputs_digest(dep)
+    fp = fingerprint(stage.config_slice(cfg), inputs)
+    entry = manifest.get(stage.name)
+    if not force and entry and entry.get("status") == "done" and entry.get("fingerprint") == fp:
+        problem = manifest.check_outputs(stage.name)
+        if problem is None:
+            _logger.info("stage %s: up to date (fingerprint %s), skipped", stage.name, fp)
+            return StageReport(stage.name, "skipped")
+        _logger.info("stage %s: %s; rerunning", stage.name, problem)
+    elif entry and entry.get("status") == "done" and not force:
+        _logger.info("stage %s: settings or inputs changed; rerunning", stage.name)
+    _logger.info("stage %s: running", stage.name)
+    manifest.start(stage.name, fp, inputs)
+    t0 = time.perf_counter()
+    ctx = StageContext(run_dir=run_dir, device=device, fingerprint=fp, force=force)
+    try:
+        result = stage.run(cfg, ctx)
+    except LfccError as e:
+        manifest.fail(stage.name, e.line(), time.perf_counter() - t0)
+        raise
+    except KeyboardInterrupt:
+        manifest.fail(stage.name, "interrupted", time.perf_counter() - t0)
+        raise
+    except Exception as e:
+        manifest.fail(stage.name, f"{type(e).__name__}: {e}", time.perf_counter() - t0)
+        raise
+    seconds = time.perf_counter() - t0
+    manifest.finish(stage.name, result.outputs, seconds, result.metrics)
+    _logger.info("stage %s: done in %.1f s%s", stage.name, seconds, f" — {result.summary}" if result.summary else "")
+    return StageReport(stage.name, "ran", seconds, result.summary)

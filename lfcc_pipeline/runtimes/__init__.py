@@ -1,0 +1,1 @@
+"""Runtimes behind one Runner interface: torch, ONNX Runtime, TensorRT."""

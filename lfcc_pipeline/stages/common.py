@@ -1,0 +1,94 @@
+"""Helpers the stages share: the dataset, the image size, batches, model artifacts."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from lfcc_pipeline.data.loader import Batches
+from lfcc_pipeline.data.sources import Dataset, Split, load_dataset
+from lfcc_pipeline.data.specs import parse_data_spec
+from lfcc_pipeline.errors import ArtifactError
+from lfcc_pipeline.models.factory import default_img_size
+from lfcc_pipeline.pipeline.config import RunConfig
+
+_logger = logging.getLogger(__name__)
+
+TEACHER_WEIGHTS = "teacher/model.safetensors"
+TEACHER_METRICS = "teacher/metrics.json"
+TEACHER_CKPT = "teacher/checkpoints/last.pt"
+STUDENT_WEIGHTS = "student/model.safetensors"
+STUDENT_METRICS = "student/metrics.json"
+STUDENT_CKPT = "student/checkpoints/last.pt"
+STUDENT_ONNX = "export/student.onnx"
+TEACHER_ONNX = "export/teacher.onnx"
+PARITY = "export/parity.json"
+
+
+def dataset(cfg: RunConfig) -> Dataset:
+    return load_dataset(parse_data_spec(cfg.data.spec), cfg.data.val_fraction, cfg.seed)
+
+
+def img_size(cfg: RunConfig) -> int:
+    return cfg.models.img_size or default_img_size(cfg.models.teacher)
+
+
+def batches(cfg: RunConfig, split: Split, train: bool, batch_size: int | None = None) -> Batches:
+    bs = batch_size or cfg.train.batch_size
+    return Batches(split, bs, train=train, img_size=img_size(cfg), seed=cfg.seed, workers=cfg.data.workers)
+
+
+def require(run_dir: Path, rel: str, stage: str) -> Path:
+    path = run_dir / rel
+    if not path.is_file():
+        raise ArtifactError(f"{path} is missing", f"run the {stage} stage first (or the whole pipeline with `run`)")
+    return path
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+
+
+def fit_evaluate_save(
+    cfg: RunConfig,
+    ctx,
+    distiller,
+    recipe,
+    norms: tuple,
+    epochs: int,
+    lr: float,
+    role: str,
+    desc: str,
+    extra: dict,
+) -> dict:
+    """Train `distiller` (resuming from role/checkpoints/last.pt), evaluate its student on val and
+    test, and write role/model.safetensors and role/metrics.json. Returns the metrics."""
+    from lfcc_pipeline.models.factory import count_params
+    from lfcc_pipeline.models.weights import save_model
+    from lfcc_pipeline.pipeline.atomic import write_json
+    from lfcc_pipeline.training.evaluate import predict_logits, topk_accuracy
+    from lfcc_pipeline.training.loop import FitSpec, fit, remove_checkpoint
+
+    ds = dataset(cfg)
+    size = img_size(cfg)
+    norm_student, norm_teacher = norms
+    ckpt = ctx.path(f"{role}/checkpoints/last.pt")
+    if ctx.force:
+        remove_checkpoint(ckpt)
+    history = []
+    if epochs > 0:
+        t = cfg.train
+        spec = FitSpec(epochs, lr, t.optim, t.precision, t.ckpt_every, cfg.seed, ckpt, ctx.fingerprint, desc=desc)
+        train, val = batches(cfg, ds.train, train=True), batches(cfg, ds.val, train=False)
+        history = fit(distiller, train, val, size, norm_student, norm_teacher, ctx.device, spec).history
+    model = distiller.student
+    metrics = {**extra, "epochs": epochs, "params_m": count_params(model) / 1e6, "history": history}
+    for split_name, split in (("val", ds.val), ("test", ds.test)):
+        logits, labels = predict_logits(model, batches(cfg, split, train=False), size, norm_student, ctx.device)
+        metrics[f"{split_name}_top1"] = topk_accuracy(logits, labels, 1)
+        metrics[f"{split_name}_top5"] = topk_accuracy(logits, labels, 5)
+    save_model(model, recipe, ctx.path(f"{role}/model.safetensors"))
+    write_json(ctx.path(f"{role}/metrics.json"), metrics)
+    return metrics

@@ -1,0 +1,236 @@
+"""The training loop: optimizer, warm-up + cosine schedule, autocast, checkpoints, exact resume.
+
+Resuming reproduces an uninterrupted run on CPU: the data order is seeded by (seed, epoch), the
+augmentation by (seed, epoch, step), and the checkpoint carries model, optimizer, scaler, step
+and the global RNG state. Losses stay on the device between log intervals (no per-step sync).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from lfcc_pipeline.data.loader import Batches
+from lfcc_pipeline.data.transforms import Normalization, augment, batch_generator, to_float
+from lfcc_pipeline.errors import ArtifactError, StageFailed
+from lfcc_pipeline.methods.base import Distiller
+from lfcc_pipeline.pipeline.atomic import write_with
+from lfcc_pipeline.pipeline.config import OptimConfig
+from lfcc_pipeline.progress import progress
+from lfcc_pipeline.training.evaluate import predict_logits, topk_accuracy
+
+_logger = logging.getLogger(__name__)
+LOG_EVERY = 20
+
+
+@dataclass
+class FitSpec:
+    epochs: int
+    lr: float
+    optim: OptimConfig
+    precision: str
+    ckpt_every: int
+    seed: int
+    ckpt_path: Path
+    fingerprint: str  # a checkpoint written under another fingerprint is not resumed
+    desc: str = "train"
+
+
+@dataclass
+class FitResult:
+    history: list[dict] = field(default_factory=list)
+    resumed_from_step: int | None = None
+    seconds: float = 0.0
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for `precision` on `device` (None: full fp32)."""
+    if precision == "fp32" or (precision == "auto" and device.type == "cpu"):
+        return None
+    if precision == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if precision == "bf16" else torch.float16
+
+
+def build_optimizer(params: list[nn.Parameter], named: list[tuple[str, nn.Parameter]], cfg: OptimConfig, lr: float):
+    """AdamW or SGD; no weight decay on biases and normalisation parameters (1-d tensors)."""
+    decay = [p for n, p in named if p.ndim > 1]
+    no_decay = [p for n, p in named if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=True)
+    return torch.optim.AdamW(groups, lr=lr)
+
+
+def lr_factor(step: int, total: int, warmup: int) -> float:
+    """Linear warm-up then cosine decay to zero, as a function of the global step only."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    progress_ = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress_)))
+
+
+def _save_checkpoint(path: Path, state: dict) -> None:
+    write_with(path, lambda tmp: torch.save(state, tmp))
+
+
+def _load_checkpoint(path: Path, fingerprint: str) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a truncated or foreign file: start over rather than crash
+        _logger.warning("ignoring unreadable checkpoint %s (%s); training from the start", path, type(e).__name__)
+        return None
+    if state.get("fingerprint") != fingerprint:
+        _logger.info("checkpoint %s belongs to other settings; training from the start", path)
+        return None
+    return state
+
+
+def fit(
+    distiller: Distiller,
+    train: Batches,
+    val: Batches,
+    img_size: int,
+    norm_student: Normalization,
+    norm_teacher: Normalization | None,
+    device: torch.device,
+    spec: FitSpec,
+) -> FitResult:
+    """Train `distiller` for spec.epochs, resuming from spec.ckpt_path when it matches."""
+    t0 = time.perf_counter()
+    distiller.to(device)
+    named = [(n, p) for n, p in distiller.named_parameters() if p.requires_grad]
+    optimizer = build_optimizer([p for _, p in named], named, spec.optim, spec.lr)
+    steps_per_epoch = len(train)
+    total = spec.epochs * steps_per_epoch
+    warmup = int(round(spec.optim.warmup_epochs * steps_per_epoch))
+    sched = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, warmup))
+    amp_dtype = resolve_precision(spec.precision, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    result = FitResult()
+
+    step, start_epoch, start_batch = 0, 0, 0
+    state = _load_checkpoint(spec.ckpt_path, spec.fingerprint)
+    if state is not None:
+        distiller.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng"])
+        step, start_epoch, start_batch = state["step"], state["epoch"], state["batch"]
+        result.history = list(state["history"])
+        result.resumed_from_step = step
+        _logger.info("%s: resuming from %s at epoch %d, step %d", spec.desc, spec.ckpt_path, start_epoch + 1, step)
+
+    def checkpoint(epoch: int, batch: int) -> None:
+        _save_checkpoint(
+            spec.ckpt_path,
+            {
+                "fingerprint": spec.fingerprint,
+                "step": step,
+                "epoch": epoch,
+                "batch": batch,
+                "model": distiller.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": sched.state_dict(),
+                "scaler": scaler.state_dict(),
+                "rng": torch.get_rng_state(),
+                "history": result.history,
+            },
+        )
+
+    autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
+    first_bad = torch.full((), -1, dtype=torch.long, device=device)
+    for epoch in range(start_epoch, spec.epochs):
+        distiller.train()
+        train.set_epoch(epoch)
+        skip = start_batch if epoch == start_epoch else 0
+        loss_sum = torch.zeros((), device=device)
+        parts: dict[str, torch.Tensor] = {}
+        seen = 0
+        te = time.perf_counter()
+        bar = progress(desc=f"{spec.desc} {epoch + 1}/{spec.epochs}", total=steps_per_epoch, initial=skip)
+        for b, (x, y) in enumerate(train.iterate(skip), start=skip):
+            x = to_float(x.to(device, non_blocking=True), img_size)
+            y = y.to(device, non_blocking=True)
+            if train.device_augment:
+                x = augment(x, batch_generator(device, spec.seed, epoch, b))
+            x_t = norm_teacher(x) if norm_teacher is not None else None
+            with autocast:
+                _, losses = distiller(norm_student(x), x_t, y)
+                loss = sum(losses.values())
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if spec.optim.grad_clip is not None:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(distiller.trainable_parameters(), spec.optim.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            sched.step()
+            loss = loss.detach().float()
+            first_bad = torch.where(
+                ~torch.isfinite(loss) & (first_bad < 0), torch.tensor(step, device=device), first_bad
+            )
+            loss_sum += loss
+            for k, v in losses.items():
+                parts[k] = parts.get(k, 0) + v.detach().float()
+            seen += 1
+            step += 1
+            bar.update(1)
+            if step % LOG_EVERY == 0 or b + 1 == steps_per_epoch:
+                _raise_if_nonfinite(first_bad, spec)
+                bar.set_postfix(loss=f"{(loss_sum / seen).item():.4f}", lr=f"{sched.get_last_lr()[0]:.2e}")
+            if step % spec.ckpt_every == 0 and b + 1 < steps_per_epoch:
+                _raise_if_nonfinite(first_bad, spec)
+                checkpoint(epoch, b + 1)
+        bar.close()
+        _raise_if_nonfinite(first_bad, spec)
+        logits, labels = predict_logits(distiller.student, val, img_size, norm_student, device, desc="val")
+        record = {
+            "epoch": epoch + 1,
+            "step": step,
+            "train_loss": (loss_sum / max(seen, 1)).item(),
+            **{k: (v / max(seen, 1)).item() for k, v in parts.items()},
+            "val_top1": topk_accuracy(logits, labels, 1),
+            "lr": sched.get_last_lr()[0],
+            "seconds": time.perf_counter() - te,
+        }
+        result.history.append(record)
+        _logger.info(
+            "%s epoch %d/%d: loss %.4f, val top-1 %.2f%% (%.1f s)",
+            spec.desc,
+            epoch + 1,
+            spec.epochs,
+            record["train_loss"],
+            record["val_top1"],
+            record["seconds"],
+        )
+        checkpoint(epoch + 1, 0)
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def _raise_if_nonfinite(first_bad: torch.Tensor, spec: FitSpec) -> None:
+    bad = int(first_bad.item())
+    if bad >= 0:
+        kept = f"the last good checkpoint {spec.ckpt_path} is kept" if spec.ckpt_path.exists() else "no checkpoint yet"
+        raise StageFailed(
+            f"{spec.desc}: the loss became NaN/Inf at step {bad + 1}; {kept}",
+            f"lower the learning rate (now {spec.lr:g}) or pass --grad-clip 1.0, then rerun",
+        )
+
+
+def remove_checkpoint(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as e:
+        raise ArtifactError(f"cannot remove {path}: {e.strerror}") from e

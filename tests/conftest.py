@@ -1,0 +1,48 @@
+"""Shared fixtures: offline hub, small fast settings, a finished tiny run to inspect."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
+os.environ.pop("LFCC_PROGRESS", None)
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = [
+    "--data", "fashion-mini", "--img-size", "32", "--epochs", "1", "--teacher-epochs", "1",
+    "--bench-iters", "5", "--bench-warmup", "2", "--bench-max-images", "256", "--batch-size", "64",
+]  # fmt: skip
+
+
+def cli(
+    *args: str, cwd: Path | None = None, timeout: float = 600, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    """Run `python -m lfcc_pipeline ARGS` in a subprocess (what a user types), capturing output."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "lfcc_pipeline", *args],
+        cwd=cwd or ROOT, capture_output=True, text=True, timeout=timeout, env=full_env,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory) -> Path:
+    """A complete kd run with the tiny timm models (read-only: copy it before changing anything)."""
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    r = cli("run", "--teacher", "test_vit", "--student", "test_resnet", "--method", "kd",
+            "--target", "torch", "--target", "ort-fp32", "--out", str(out), *FAST)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+@pytest.fixture
+def run_copy(finished_run, tmp_path) -> Path:
+    dst = tmp_path / "run"
+    shutil.copytree(finished_run, dst)
+    return dst

@@ -1,0 +1,43 @@
+import dataclasses
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from lfcc_pipeline.errors import ConfigError
+from lfcc_pipeline.pipeline.config import BenchConfig, ModelsConfig, RunConfig, TrainConfig
+
+
+def test_defaults_validate():
+    RunConfig().validate()
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (dict(train=TrainConfig(epochs=-1)), "--epochs"),
+        (dict(train=TrainConfig(batch_size=0)), "--batch-size"),
+        (dict(models=ModelsConfig(img_size=8)), "--img-size"),
+        (dict(bench=BenchConfig(targets=("trt-fp64",))), "--target"),
+        (dict(bench=BenchConfig(targets=())), "--target"),
+        (dict(device="tpu"), "--device"),
+    ],
+)
+def test_bad_values_raise_config_errors(change, match):
+    with pytest.raises(ConfigError, match=match):
+        dataclasses.replace(RunConfig(), **change).validate()
+
+
+@given(epochs=st.integers(-5, 5), bs=st.integers(-5, 300), size=st.one_of(st.none(), st.integers(-10, 600)))
+def test_validate_accepts_or_raises_config_error(epochs, bs, size):
+    cfg = RunConfig(train=TrainConfig(epochs=epochs, batch_size=bs), models=ModelsConfig(img_size=size))
+    try:
+        cfg.validate()
+    except ConfigError as e:
+        assert e.line()
+    else:
+        assert epochs >= 0 and bs > 0 and (size is None or size >= 16)
+
+
+def test_default_run_dir_names_the_pair_and_method():
+    assert str(RunConfig().run_dir()) == "runs/deit_s-resnet18-lfcc"

@@ -1,0 +1,64 @@
+import os
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from lfcc_pipeline.errors import ModelError
+from lfcc_pipeline.models.factory import create_model
+from lfcc_pipeline.models.weights import apply_state_dict, load_model, read_state_dict, save_model
+
+
+class _RunsCode:
+    """Unpickling this would run a shell command."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_safetensors_roundtrip_rebuilds_the_architecture(tmp_path):
+    model, recipe = create_model("test_resnet", num_classes=5, img_size=32)
+    save_model(model, recipe, tmp_path / "m.safetensors")
+    loaded, recipe2 = load_model(tmp_path / "m.safetensors")
+    assert recipe2 == recipe
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.equal(model.eval()(x), loaded.eval()(x))
+
+
+def test_a_pickle_that_runs_code_is_refused(tmp_path):
+    marker = tmp_path / "pwned"
+    torch.save({"state_dict": _RunsCode(marker)}, tmp_path / "evil.pt")
+    with pytest.raises(ModelError, match="refused"):
+        read_state_dict(tmp_path / "evil.pt")
+    assert not marker.exists()
+
+
+def test_corrupt_checkpoints_are_clear_errors(tmp_path):
+    (tmp_path / "bad.pt").write_bytes(b"\x80\x02garbage")
+    with pytest.raises(ModelError):
+        read_state_dict(tmp_path / "bad.pt")
+    (tmp_path / "bad.safetensors").write_bytes(b"nonsense")
+    with pytest.raises(ModelError, match="corrupt"):
+        read_state_dict(tmp_path / "bad.safetensors")
+    with pytest.raises(ModelError, match="does not exist"):
+        read_state_dict(tmp_path / "missing.pt")
+
+
+def test_wrapped_state_dict_with_other_head_loads_backbone(tmp_path):
+    src, _ = create_model("test_resnet", num_classes=1000, img_size=32)
+    torch.save({"state_dict": {f"module.{k}": v for k, v in src.state_dict().items()}}, tmp_path / "w.pth")
+    dst, _ = create_model("test_resnet", num_classes=10, img_size=32)
+    apply_state_dict(dst, read_state_dict(tmp_path / "w.pth"), "w.pth")
+    assert torch.equal(dst.conv1[0].weight, src.conv1[0].weight)
+    assert dst.fc.weight.shape == (10, src.fc.weight.shape[1])
+
+
+def test_weights_of_another_architecture_are_refused(tmp_path):
+    vit, _ = create_model("test_vit", num_classes=10, img_size=32)
+    save_file({k: v.contiguous() for k, v in vit.state_dict().items()}, str(tmp_path / "vit.safetensors"))
+    cnn, _ = create_model("test_resnet", num_classes=10, img_size=32)
+    with pytest.raises(ModelError, match="does not fit"):
+        apply_state_dict(cnn, read_state_dict(tmp_path / "vit.safetensors"), "vit.safetensors")
