@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import traceback
@@ -28,12 +27,9 @@ from lfcc_pipeline.pipeline.config import (
     RunConfig,
     TrainConfig,
 )
+from lfcc_pipeline.progress import setup_logging
 
 STAGE_NAMES = ("teacher", "distill", "export", "bench")
-EXAMPLE = (
-    "lfcc-pipeline run --teacher test_vit --student test_resnet --data fashion-mini "
-    "--target ort-fp32 --epochs 1 --teacher-epochs 1 --img-size 64 --out runs/demo"
-)
 
 
 class Cli(click.Group):
@@ -68,16 +64,6 @@ class Cli(click.Group):
 def _fail(line: str, code: int) -> None:
     click.echo(f"error: {line}", err=True)
     sys.exit(code)
-
-
-def _setup_logging(debug: bool) -> None:
-    logger = logging.getLogger("lfcc_pipeline")
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG if debug else logging.INFO)
-    logger.propagate = False
 
 
 def _int_list(value: str | None) -> tuple[int, ...] | None:
@@ -155,6 +141,9 @@ def shared_options(fn):
         click.option("--weight-decay", type=float, default=0.05, show_default=True),
         click.option("--warmup-epochs", type=float, default=1.0, show_default=True),
         click.option("--label-smoothing", type=float, default=0.0, show_default=True),
+        click.option("--schedule", default="cosine", show_default=True, help="cosine | step (lr decay)."),
+        click.option("--step-epochs", type=int, default=30, show_default=True, help="step schedule: decay period."),
+        click.option("--preset", default=None, help="The papers' recipes: cifar100 | imagenet (explicit options win)."),
         click.option("--grad-clip", type=float, default=None, help="Clip the gradient norm to this value."),
         click.option(
             "--precision",
@@ -171,6 +160,12 @@ def shared_options(fn):
         ),
         click.option("--workers", type=int, default=2, show_default=True, help="Data loader workers (image folders)."),
         click.option(
+            "--train-subset",
+            type=int,
+            default=None,
+            help="Train on a stratified subset of N images (the same for every --seed).",
+        ),
+        click.option(
             "--val-fraction",
             type=float,
             default=0.1,
@@ -180,6 +175,26 @@ def shared_options(fn):
         click.option("--ce-weight", type=float, default=1.0, show_default=True, help="Cross-entropy weight."),
         click.option("--kd-weight", type=float, default=1.0, show_default=True, help="Logit KD weight (kd, lfcc)."),
         click.option("--kd-temperature", type=float, default=4.0, show_default=True, help="Logit KD temperature."),
+        click.option("--lfcc-weight", type=float, default=1.0, show_default=True, help="LFCC contrastive loss weight."),
+        click.option(
+            "--lfcc-stages",
+            default=None,
+            metavar="T:S,...",
+            help="LFCC tap pairs (teacher:student feature_info indices). [default: auto]",
+        ),
+        click.option("--lfcc-num-stages", type=int, default=3, show_default=True, help="Auto-chosen LFCC stage pairs."),
+        click.option("--lfcc-scales", default="1,2,4", show_default=True, help="Low-pass grid sizes (average pools)."),
+        click.option("--lfcc-dim", type=int, default=128, show_default=True, help="LFCC embedding size."),
+        click.option("--lfcc-temperature", type=float, default=0.1, show_default=True, help="InfoNCE temperature."),
+        click.option("--ofa-weight", type=float, default=1.0, show_default=True, help="OFA branch loss weight."),
+        click.option("--ofa-eps", type=float, default=1.5, show_default=True, help="OFA target-enhancement exponent."),
+        click.option("--ofa-temperature", type=float, default=1.0, show_default=True, help="OFA temperature."),
+        click.option(
+            "--ofa-stages",
+            default=None,
+            metavar="I,...",
+            help="Student taps with OFA branches (feature_info indices). [default: 4 spread over depth]",
+        ),
         click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset."),
         click.option("--exporter", default="torchscript", show_default=True, help=" | ".join(EXPORTERS)),
         click.option("--bench-iters", type=int, default=100, show_default=True, help="Timed calls per latency figure."),
@@ -199,7 +214,7 @@ def config_from_options(o: dict[str, Any]) -> RunConfig:
     """Map the shared options onto RunConfig (validation happens in the library)."""
     return RunConfig(
         models=ModelsConfig(o["teacher"], o["student"], o["img_size"], o["teacher_weights"], o["pretrained"]),
-        data=DataConfig(o["data"], o["val_fraction"], o["workers"]),
+        data=DataConfig(o["data"], o["val_fraction"], o["workers"], o["train_subset"]),
         train=TrainConfig(
             epochs=o["epochs"],
             teacher_epochs=o["teacher_epochs"],
@@ -215,10 +230,25 @@ def config_from_options(o: dict[str, Any]) -> RunConfig:
                 o["warmup_epochs"],
                 o["label_smoothing"],
                 o["grad_clip"],
+                o["schedule"],
+                o["step_epochs"],
             ),
         ),
         distill=DistillConfig(
-            method=o["method"], ce_weight=o["ce_weight"], kd_weight=o["kd_weight"], kd_temperature=o["kd_temperature"]
+            method=o["method"],
+            ce_weight=o["ce_weight"],
+            kd_weight=o["kd_weight"],
+            kd_temperature=o["kd_temperature"],
+            lfcc_weight=o["lfcc_weight"],
+            lfcc_stages=_pairs(o["lfcc_stages"]),
+            lfcc_num_stages=o["lfcc_num_stages"],
+            lfcc_scales=_int_list(o["lfcc_scales"]) or (),
+            lfcc_dim=o["lfcc_dim"],
+            lfcc_temperature=o["lfcc_temperature"],
+            ofa_weight=o["ofa_weight"],
+            ofa_eps=o["ofa_eps"],
+            ofa_temperature=o["ofa_temperature"],
+            ofa_stages=_int_list(o["ofa_stages"]),
         ),
         export=ExportConfig(opset=o["opset"], exporter=o["exporter"]),
         bench=BenchConfig(
@@ -238,8 +268,16 @@ def config_from_options(o: dict[str, Any]) -> RunConfig:
 def _execute(opts: dict[str, Any], until: str | None, stop_after: str | None) -> None:
     from lfcc_pipeline.pipeline.runner import run_pipeline
 
-    _setup_logging(opts["debug"])
+    setup_logging(opts["debug"])
     cfg = config_from_options(opts)
+    if opts["preset"]:
+        from click.core import ParameterSource
+
+        from lfcc_pipeline.presets import apply_preset
+
+        ctx = click.get_current_context()
+        explicit = frozenset(k for k in opts if ctx.get_parameter_source(k) not in (ParameterSource.DEFAULT, None))
+        cfg = apply_preset(cfg, opts["preset"], explicit)
     report = run_pipeline(cfg, until=until, stop_after=stop_after, force=opts["force"])
     ran = [s for s in report.stages if s.action == "ran"]
     skipped = [s.name for s in report.stages if s.action == "skipped"]

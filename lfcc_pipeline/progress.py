@@ -1,7 +1,8 @@
-"""Progress bars on a terminal; silent in logs (LFCC_PROGRESS=1 forces them on)."""
+"""Progress bars on a terminal (silent in logs; LFCC_PROGRESS=1 forces them on) and the log format."""
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Iterable
@@ -23,3 +24,14 @@ def progress(iterable: Iterable[Any] | None = None, desc: str = "", total: int |
         file=sys.stderr,
         **kw,
     )
+
+
+def setup_logging(debug: bool = False) -> None:
+    """Plain `message` lines on stderr from the lfcc_pipeline loggers (INFO, or DEBUG with --debug)."""
+    logger = logging.getLogger("lfcc_pipeline")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if debug else logging.INFO)
+    logger.propagate = False

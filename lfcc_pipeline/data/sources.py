@@ -96,7 +96,7 @@ def stratified_holdout(labels: np.ndarray, fraction: float, seed: int) -> tuple[
 
 
 def _array_split(images: np.ndarray, labels: np.ndarray) -> Split:
-    x = torch.from_numpy(np.ascontiguousarray(images))
+    x = torch.from_numpy(np.array(images, copy=True, order="C"))
     if x.ndim == 3:  # grayscale N,H,W -> N,1,H,W (expanded to 3 channels per batch)
         x = x.unsqueeze(1)
     elif x.ndim == 4 and x.shape[-1] in (1, 3):  # N,H,W,C -> N,C,H,W

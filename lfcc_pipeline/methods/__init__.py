@@ -5,10 +5,12 @@ from __future__ import annotations
 from lfcc_pipeline.errors import ConfigError
 from lfcc_pipeline.methods.base import Distiller
 from lfcc_pipeline.methods.kd import LogitKD
+from lfcc_pipeline.methods.lfcc import LFCC
 from lfcc_pipeline.methods.none import NoDistillation
+from lfcc_pipeline.methods.ofa import OFA
 
-METHODS: dict[str, type[Distiller]] = {m.name: m for m in (NoDistillation, LogitKD)}
-PLANNED = ("lfcc", "ofa")  # named in the CLI contract, not yet built
+METHODS: dict[str, type[Distiller]] = {m.name: m for m in (LFCC, OFA, LogitKD, NoDistillation)}
+PLANNED: tuple[str, ...] = ()  # named in the CLI contract, not yet built
 
 
 def get_method(name: str) -> type[Distiller]:

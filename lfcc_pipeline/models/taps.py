@@ -53,3 +53,23 @@ def forward_with_taps(
     """One forward pass returning (logits, NCHW feature maps at `indices`)."""
     final, inter = model.forward_intermediates(x, indices=list(indices), intermediates_only=False)
     return model.forward_head(final), list(inter)
+
+
+def auto_indices(model: nn.Module, k: int) -> list[int]:
+    """k tap indices spread over the model's depth, shallow to deep, ending at the last tap.
+
+    Hierarchical models (CNNs, Swin): the last tap of each resolution, then the deepest k of
+    those. Isotropic models (ViT, MLP-Mixer: every tap at one resolution): evenly spaced blocks.
+    """
+    reductions = tap_reductions(model)
+    n = len(reductions)
+    if len(set(reductions)) > 1:
+        stage_ends = [i for i in range(n) if i == n - 1 or reductions[i + 1] != reductions[i]]
+        chosen = stage_ends[-k:]
+        if len(chosen) < k:  # fewer stages than requested: fill with the deepest remaining taps
+            rest = [i for i in range(n) if i not in chosen]
+            chosen = sorted(rest[len(rest) - (k - len(chosen)) :] + chosen) if k <= n else list(range(n))
+        return chosen
+    if k >= n:
+        return list(range(n))
+    return sorted({round((j + 1) * n / k) - 1 for j in range(k)})

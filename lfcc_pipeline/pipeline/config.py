@@ -13,6 +13,7 @@ TARGETS = ("torch", "ort-fp32", "ort-fp16", "ort-int8", "trt-fp32", "trt-fp16", 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 OPTIMIZERS = ("adamw", "sgd")
+SCHEDULES = ("cosine", "step")
 EXPORTERS = ("torchscript", "dynamo")
 
 
@@ -30,6 +31,7 @@ class DataConfig:
     spec: str = "cifar100"
     val_fraction: float = 0.1
     workers: int = 2
+    train_subset: int | None = None  # a stratified subset of the training split (same images for every seed)
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,9 @@ class OptimConfig:
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.0
     grad_clip: float | None = None
+    schedule: str = "cosine"  # cosine | step
+    step_epochs: int = 30  # step schedule: multiply the lr by step_gamma every step_epochs
+    step_gamma: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -135,11 +140,16 @@ class RunConfig:
         if self.train.optim.warmup_epochs < 0:
             raise ConfigError("--warmup-epochs must be >= 0", f"got {self.train.optim.warmup_epochs}")
         _choice("--optimizer", self.train.optim.optimizer, OPTIMIZERS)
+        _choice("--schedule", self.train.optim.schedule, SCHEDULES)
+        _positive("--step-epochs", self.train.optim.step_epochs)
+        _positive("--step-gamma", self.train.optim.step_gamma)
         _choice("--precision", self.train.precision, PRECISIONS)
         _choice("--device", self.device, DEVICES)
         _choice("--exporter", self.export.exporter, EXPORTERS)
         if not 0 < self.data.val_fraction < 1:
             raise ConfigError("--val-fraction must be in (0, 1)", f"got {self.data.val_fraction}")
+        if self.data.train_subset is not None:
+            _positive("--train-subset", self.data.train_subset)
         if self.data.workers < 0:
             raise ConfigError("--workers must be >= 0", f"got {self.data.workers}")
         if self.export.opset < 13:

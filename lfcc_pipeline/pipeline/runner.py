@@ -58,13 +58,16 @@ def preflight(cfg: RunConfig) -> None:
 
 
 def _check_sizes(cfg: RunConfig, num_classes: int) -> None:
-    """Build both architectures once (no weights) so a bad --img-size fails before training."""
+    """Build both architectures and the method once (no weights) so that a bad --img-size or
+    method option (e.g. a tap index out of range) fails before any training."""
+    from lfcc_pipeline.methods import get_method
     from lfcc_pipeline.models.factory import create_model
     from lfcc_pipeline.stages import common
 
     size = common.img_size(cfg)
-    for name in (cfg.models.teacher, cfg.models.student):
-        create_model(name, num_classes, size)
+    teacher, _ = create_model(cfg.models.teacher, num_classes, size)
+    student, _ = create_model(cfg.models.student, num_classes, size)
+    get_method(cfg.distill.method)(student, teacher, cfg.distill)
 
 
 def run_pipeline(

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
 import torch
 
 from lfcc_pipeline.data.loader import Batches
-from lfcc_pipeline.data.sources import Dataset, Split, load_dataset
+from lfcc_pipeline.data.sources import Dataset, Split, load_dataset, stratified_holdout
 from lfcc_pipeline.data.specs import parse_data_spec
-from lfcc_pipeline.errors import ArtifactError
+from lfcc_pipeline.errors import ArtifactError, ConfigError
 from lfcc_pipeline.models.factory import default_img_size
 from lfcc_pipeline.pipeline.config import RunConfig
 
@@ -28,7 +29,19 @@ PARITY = "export/parity.json"
 
 
 def dataset(cfg: RunConfig) -> Dataset:
-    return load_dataset(parse_data_spec(cfg.data.spec), cfg.data.val_fraction, cfg.seed)
+    ds = load_dataset(parse_data_spec(cfg.data.spec), cfg.data.val_fraction, cfg.seed)
+    n = cfg.data.train_subset
+    if n is not None and n < len(ds.train):
+        if n < ds.num_classes:
+            raise ConfigError(f"--train-subset {n} is smaller than the {ds.num_classes} classes", "use a larger subset")
+        _, keep = stratified_holdout(ds.train.labels.numpy(), n / len(ds.train), seed=0)
+        ds = dataclasses.replace(ds, train=ds.train.subset(keep))
+    return ds
+
+
+def data_split(cfg: RunConfig) -> list:
+    """What decides which images train and validate (for fingerprints)."""
+    return [cfg.data.val_fraction, cfg.seed, cfg.data.train_subset]
 
 
 def img_size(cfg: RunConfig) -> int:

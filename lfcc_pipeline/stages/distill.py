@@ -22,7 +22,7 @@ def config_slice(cfg: RunConfig) -> dict:
         "method_options": {k: as_dict(getattr(cfg.distill, k)) for k in method.options},
         "img_size": common.img_size(cfg),
         "data": common.dataset(cfg).fingerprint,
-        "data_split": [cfg.data.val_fraction, cfg.seed],
+        "data_split": common.data_split(cfg),
         "epochs": cfg.train.epochs,
         "batch_size": cfg.train.batch_size,
         "precision": cfg.train.precision,

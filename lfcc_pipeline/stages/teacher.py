@@ -24,7 +24,7 @@ def config_slice(cfg: RunConfig) -> dict:
         "pretrained": m.pretrained,
         "img_size": common.img_size(cfg),
         "data": common.dataset(cfg).fingerprint,
-        "data_split": [cfg.data.val_fraction, cfg.seed],
+        "data_split": common.data_split(cfg),
         "epochs": cfg.train.teacher_epochs,
         "batch_size": cfg.train.batch_size,
         "precision": cfg.train.precision,

@@ -65,14 +65,17 @@ def build_optimizer(params: list[nn.Parameter], named: list[tuple[str, nn.Parame
     no_decay = [p for n, p in named if p.ndim <= 1]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=True)
-    return torch.optim.AdamW(groups, lr=lr)
+        return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=True, fused=True)
+    return torch.optim.AdamW(groups, lr=lr, fused=True)
 
 
-def lr_factor(step: int, total: int, warmup: int) -> float:
-    """Linear warm-up then cosine decay to zero, as a function of the global step only."""
+def lr_factor(step: int, total: int, warmup: int, step_every: int = 0, gamma: float = 0.1) -> float:
+    """Linear warm-up, then cosine decay to zero (step_every == 0) or a decay by `gamma` every
+    `step_every` steps; a function of the global step only, so resuming needs no scheduler state."""
     if warmup > 0 and step < warmup:
         return (step + 1) / warmup
+    if step_every > 0:
+        return gamma ** (step // step_every)
     progress_ = (step - warmup) / max(1, total - warmup)
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress_)))
 
@@ -113,7 +116,10 @@ def fit(
     steps_per_epoch = len(train)
     total = spec.epochs * steps_per_epoch
     warmup = int(round(spec.optim.warmup_epochs * steps_per_epoch))
-    sched = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, warmup))
+    step_every = spec.optim.step_epochs * steps_per_epoch if spec.optim.schedule == "step" else 0
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, total, warmup, step_every, spec.optim.step_gamma)
+    )
     amp_dtype = resolve_precision(spec.precision, device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     result = FitResult()

@@ -124,7 +124,7 @@ def test_issue_example_command(tmp_path):
     out = tmp_path / "demo"
     r = cli("run", "--teacher", "test_vit", "--student", "test_resnet", "--data", "fashion-mini", "--target",
             "ort-fp32", "--epochs", "1", "--teacher-epochs", "1", "--img-size", "64", "--out", str(out),
-            "--method", "kd", "--bench-iters", "10")  # fmt: skip
+            "--bench-iters", "10")  # fmt: skip
     assert r.returncode == 0, r.stderr
     rows = json.loads((out / "bench" / "report.json").read_text())["rows"]
     assert {(x["model"], x["target"]) for x in rows} == {("teacher", "ort-fp32"), ("student", "ort-fp32")}
