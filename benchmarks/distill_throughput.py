@@ -40,6 +40,10 @@ def make_step(method: str, args, device: torch.device):
     teacher, _ = create_model(args.teacher, args.num_classes, args.img_size)
     student, _ = create_model(args.student, args.num_classes, args.img_size)
     distiller = METHODS[method](student, teacher, DistillConfig(method=method)).to(device).train()
+    fmt = torch.channels_last if args.channels_last else torch.contiguous_format
+    if args.channels_last:
+        distiller.to(memory_format=fmt)
+    forward = torch.compile(distiller) if args.compile else distiller
     named = [(n, p) for n, p in distiller.named_parameters() if p.requires_grad]
     opt = build_optimizer([p for _, p in named], named, OptimConfig(), 1e-3)
     amp = resolve_precision(args.precision, device)
@@ -47,7 +51,7 @@ def make_step(method: str, args, device: torch.device):
 
     def step(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-            _, losses = distiller(norm_s(x), norm_t(x), y)
+            _, losses = forward(norm_s(x).contiguous(memory_format=fmt), norm_t(x).contiguous(memory_format=fmt), y)
             loss = sum(losses.values())
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -93,12 +97,21 @@ def main() -> None:
     ap.add_argument("--precision", default="auto")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--loader", choices=("synthetic", "real"), default="synthetic")
+    ap.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="channels-last memory format [default: on CUDA]",
+    )
+    ap.add_argument("--compile", action="store_true", help="torch.compile each method's training step")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--steps", type=int, default=10, help="timed steps per method per round")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
     device = torch.device(args.device)
+    if args.channels_last is None:
+        args.channels_last = device.type == "cuda"
     methods = args.methods.split(",")
     steps = {m: make_step(m, args, device) for m in methods}
     data = batches(args, device)
@@ -142,6 +155,7 @@ def main() -> None:
         "rows": rows,
     }
     key = f"{device.type}:{args.teacher}->{args.student}:{args.img_size}px:b{args.batch_size}:{args.loader}"
+    key += f":{args.precision}" + (":compile" if args.compile else "")
     record_result(args.out, key, result)
 
 

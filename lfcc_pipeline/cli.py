@@ -152,6 +152,12 @@ def shared_options(fn):
             help=f"{' | '.join(PRECISIONS)} (auto: bf16/fp16 autocast on CUDA, fp32 on CPU)",
         ),
         click.option(
+            "--channels-last/--no-channels-last",
+            default=None,
+            help="channels-last memory format for training. [default: on CUDA]",
+        ),
+        click.option("--compile", "compile_", is_flag=True, help="torch.compile the training step."),
+        click.option(
             "--ckpt-every",
             type=int,
             default=200,
@@ -221,6 +227,8 @@ def config_from_options(o: dict[str, Any]) -> RunConfig:
             batch_size=o["batch_size"],
             precision=o["precision"],
             ckpt_every=o["ckpt_every"],
+            channels_last=o["channels_last"],
+            compile=o["compile_"],
             optim=OptimConfig(
                 o["optimizer"],
                 o["lr"],
@@ -279,6 +287,10 @@ def _execute(opts: dict[str, Any], until: str | None, stop_after: str | None) ->
         explicit = frozenset(k for k in opts if ctx.get_parameter_source(k) not in (ParameterSource.DEFAULT, None))
         cfg = apply_preset(cfg, opts["preset"], explicit)
     report = run_pipeline(cfg, until=until, stop_after=stop_after, force=opts["force"])
+    from lfcc_pipeline.pipeline.distributed import current
+
+    if not current().is_main:
+        return
     ran = [s for s in report.stages if s.action == "ran"]
     skipped = [s.name for s in report.stages if s.action == "skipped"]
     if skipped:

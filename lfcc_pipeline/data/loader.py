@@ -20,11 +20,21 @@ from lfcc_pipeline.errors import DataError
 
 
 class IndexBatches:
-    """Index lists for one epoch: a permutation seeded by (seed, epoch), split across ranks."""
+    """Index lists for one epoch, deterministic by (seed, epoch), shared out across ranks.
+
+    `batch_size` is the global batch. Training (shuffle, drop_last): the epoch's permutation is
+    cut into global batches and rank r takes the r-th equal slice of each, so step k sees the
+    same images whatever the world size (a single process and N processes train alike, and a
+    checkpoint resumes under another world size). Evaluation: rank r takes every world-th
+    image, with no padding, so reduced counts are exact.
+    """
 
     def __init__(
         self, n: int, batch_size: int, shuffle: bool, drop_last: bool, seed: int = 0, rank: int = 0, world: int = 1
     ) -> None:
+        if drop_last and batch_size % world:
+            raise DataError(f"--batch-size {batch_size} does not split evenly across {world} processes",
+                            f"use a multiple of {world}")  # fmt: skip
         self.n, self.batch_size, self.shuffle, self.drop_last = n, batch_size, shuffle, drop_last
         self.seed, self.rank, self.world = seed, rank, world
         self.epoch = 0
@@ -32,25 +42,28 @@ class IndexBatches:
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def _indices(self) -> np.ndarray:
+    @property
+    def local_batch(self) -> int:
+        return self.batch_size // self.world if self.drop_last else self.batch_size
+
+    def __iter__(self) -> Iterator[np.ndarray]:
         if self.shuffle:
             idx = np.random.default_rng([self.seed, self.epoch]).permutation(self.n)
         else:
             idx = np.arange(self.n)
-        if self.world > 1:  # equal shares per rank: pad by repeating (eval) or trim (train)
-            per = math.floor(self.n / self.world) if self.drop_last else math.ceil(self.n / self.world)
-            idx = np.resize(idx, per * self.world)[self.rank :: self.world]
-        return idx
-
-    def __iter__(self) -> Iterator[np.ndarray]:
-        idx = self._indices()
-        stop = len(idx) - len(idx) % self.batch_size if self.drop_last else len(idx)
-        for i in range(0, stop, self.batch_size):
+        if self.drop_last:
+            local = self.local_batch
+            for i in range(0, self.n - self.batch_size + 1, self.batch_size):
+                yield idx[i + self.rank * local : i + (self.rank + 1) * local]
+            return
+        idx = idx[self.rank :: self.world]
+        for i in range(0, len(idx), self.batch_size):
             yield idx[i : i + self.batch_size]
 
     def __len__(self) -> int:
-        n = len(self._indices())
-        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+        if self.drop_last:
+            return self.n // self.batch_size
+        return math.ceil(len(range(self.rank, self.n, self.world)) / self.batch_size)
 
 
 class _FileImages(torch.utils.data.Dataset):
@@ -100,11 +113,17 @@ class Batches:
         )
         if train and len(self.index) == 0:
             raise DataError(
-                f"the training split has {len(split)} images per rank, fewer than one batch of {batch_size}",
+                f"the training split has {len(split)} images, fewer than one batch of {batch_size}",
                 "lower --batch-size or use more data",
             )
         self.files = None if split.files is None else _FileImages(split.files, split.labels, img_size, train)
         self.workers = workers
+
+    def cache_on(self, device: torch.device, max_bytes: int = 4 << 30) -> None:
+        """Keep an in-memory split on `device` (e.g. the GPU) so batches need no host copies."""
+        images = self.split.images
+        if images is not None and images.device != device and images.numel() <= max_bytes:
+            self.split = Split(labels=self.split.labels.to(device), images=images.to(device))
 
     @property
     def device_augment(self) -> bool:
@@ -124,7 +143,7 @@ class Batches:
             if images is None:
                 raise DataError("split has neither images nor files", "this is a bug; please report it")
             for b in batches:
-                t = torch.from_numpy(b)
+                t = torch.from_numpy(b).to(images.device)
                 yield images[t], self.split.labels[t]
             return
         loader = torch.utils.data.DataLoader(

@@ -29,15 +29,21 @@ def to_float(x: torch.Tensor, img_size: int) -> torch.Tensor:
     return x.contiguous()
 
 
-def augment(x: torch.Tensor, generator: torch.Generator, pad_fraction: float = 0.125) -> torch.Tensor:
+def augment(
+    x: torch.Tensor, generator: torch.Generator, pad_fraction: float = 0.125, offset: int = 0, total: int | None = None
+) -> torch.Tensor:
     """Random translation by up to pad_fraction of the size (reflect padding) and horizontal flip.
 
-    One affine resampling for the whole batch; integer pixel shifts keep it an exact crop.
+    One affine resampling for the whole batch; integer pixel shifts keep it an exact crop. Under
+    DDP, x is rows offset..offset+n of a global batch of `total`: the draws are made for the global
+    batch and sliced, so every rank count yields the same augmentation per image.
     """
     n, _, h, w = x.shape
+    total = total or n
     pad = max(1, int(round(pad_fraction * min(h, w))))
-    shift = torch.randint(-pad, pad + 1, (n, 2), generator=generator, device=x.device).to(x.dtype)
-    flip = torch.randint(0, 2, (n,), generator=generator, device=x.device).to(x.dtype) * 2 - 1
+    shift = torch.randint(-pad, pad + 1, (total, 2), generator=generator, device=x.device)[offset : offset + n]
+    flip = torch.randint(0, 2, (total,), generator=generator, device=x.device)[offset : offset + n]
+    shift, flip = shift.to(x.dtype), flip.to(x.dtype) * 2 - 1
     theta = torch.zeros(n, 2, 3, device=x.device, dtype=x.dtype)
     theta[:, 0, 0] = flip
     theta[:, 1, 1] = 1

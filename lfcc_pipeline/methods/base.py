@@ -55,14 +55,21 @@ class Distiller(nn.Module):
     def ce(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits.float(), labels, label_smoothing=self.label_smoothing)
 
-    @torch.no_grad()
     def teacher_logits(self, x_teacher: torch.Tensor) -> torch.Tensor:
-        return self.teacher(x_teacher)
+        return run_teacher(lambda: self.teacher(x_teacher))
 
     def forward(
         self, x_student: torch.Tensor, x_teacher: torch.Tensor | None, labels: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         raise NotImplementedError
+
+
+def run_teacher(fn):
+    """Run the frozen teacher under inference mode (no autograd bookkeeping at all) and return its
+    outputs as ordinary tensors (a clone), which losses may save for the student's backward."""
+    with torch.inference_mode():
+        out = fn()
+    return torch.utils._pytree.tree_map(lambda t: t.clone() if isinstance(t, torch.Tensor) else t, out)
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:

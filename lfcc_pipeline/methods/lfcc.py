@@ -26,10 +26,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from lfcc_pipeline.errors import ConfigError
-from lfcc_pipeline.methods.base import Distiller, kd_loss
-from lfcc_pipeline.methods.distributed import gather_with_grad
+from lfcc_pipeline.methods.base import Distiller, kd_loss, run_teacher
 from lfcc_pipeline.models.taps import auto_indices, forward_with_taps, normalize_indices, tap_channels
 from lfcc_pipeline.pipeline.config import DistillConfig
+from lfcc_pipeline.pipeline.distributed import gather_with_grad
 
 
 @functools.lru_cache(maxsize=64)
@@ -114,11 +114,10 @@ class LFCC(Distiller):
         return [F.normalize(p(low_pass_pyramid(f, self.scales)), dim=1) for f, p in zip(feats, projectors, strict=True)]
 
     def forward(self, x_student, x_teacher, labels) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        with torch.no_grad():
-            t_logits, t_feats = forward_with_taps(self.teacher, x_teacher, [t for t, _ in self.pairs])
+        t_logits, t_feats = run_teacher(lambda: forward_with_taps(self.teacher, x_teacher, [t for t, _ in self.pairs]))
         logits, s_feats = forward_with_taps(self.student, x_student, [s for _, s in self.pairs])
         z_s = self.embed(s_feats, self.student_proj)
-        z_t = self.embed([f.detach() for f in t_feats], self.teacher_proj)
+        z_t = self.embed(t_feats, self.teacher_proj)
         contrastive = sum(info_nce(a, b, self.cfg.lfcc_temperature) for a, b in zip(z_s, z_t, strict=True))
         return logits, {
             "loss_ce": self.cfg.ce_weight * self.ce(logits, labels),

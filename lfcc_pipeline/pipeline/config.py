@@ -56,6 +56,8 @@ class TrainConfig:
     batch_size: int = 64
     precision: str = "auto"
     ckpt_every: int = 200  # steps between mid-epoch checkpoints (and one at every epoch end)
+    channels_last: bool | None = None  # None: on CUDA
+    compile: bool = False
     optim: OptimConfig = field(default_factory=OptimConfig)
 
 

@@ -25,8 +25,9 @@ def fingerprint(config_slice: Any, inputs: dict[str, str]) -> str:
 class Manifest:
     """The run directory's record of stages; every change is written atomically at once."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, writable: bool = True) -> None:
         self.run_dir = run_dir
+        self.writable = writable  # False on torchrun ranks other than 0
         self.path = run_dir / MANIFEST
         self.stages: dict[str, dict[str, Any]] = {}
         if self.path.is_file():
@@ -37,7 +38,8 @@ class Manifest:
                 _logger.warning("manifest %s is unreadable; every stage will rerun", self.path)
 
     def save(self) -> None:
-        write_json(self.path, {"version": __version__, "stages": self.stages})
+        if self.writable:
+            write_json(self.path, {"version": __version__, "stages": self.stages})
 
     def get(self, stage: str) -> dict[str, Any] | None:
         return self.stages.get(stage)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -9,6 +10,7 @@ from pathlib import Path
 
 from lfcc_pipeline.errors import ConfigError, LfccError, TargetUnavailable
 from lfcc_pipeline.pipeline.config import RunConfig
+from lfcc_pipeline.pipeline.distributed import barrier, broadcast, current, init_from_env
 from lfcc_pipeline.pipeline.env import resolve_device
 from lfcc_pipeline.pipeline.lock import run_lock
 from lfcc_pipeline.pipeline.manifest import Manifest, fingerprint
@@ -73,18 +75,26 @@ def _check_sizes(cfg: RunConfig, num_classes: int) -> None:
 def run_pipeline(
     cfg: RunConfig, until: str | None = None, stop_after: str | None = None, force: bool = False
 ) -> RunReport:
-    """Run stages in order up to `until` (a stage command) or `stop_after`; skip finished ones."""
+    """Run stages in order up to `until` (a stage command) or `stop_after`; skip finished ones.
+
+    Under torchrun (WORLD_SIZE > 1) every rank calls this: rank 0 holds the lock, decides what
+    runs and writes the manifest and artifacts; training stages run on every rank, the others
+    on rank 0 alone while the rest wait.
+    """
     from lfcc_pipeline.stages import BY_NAME, ORDER
 
     last = until or stop_after
     if last is not None and last not in BY_NAME:
         raise ConfigError(f"unknown stage {last!r}", f"choose one of {', '.join(BY_NAME)}")
     preflight(cfg)
+    info = init_from_env(use_cuda=resolve_device(cfg.device).type == "cuda")
+    if not info.is_main:
+        logging.getLogger("lfcc_pipeline").setLevel(logging.WARNING)
     device = resolve_device(cfg.device)
     run_dir = cfg.run_dir()
     report = RunReport(run_dir)
-    with run_lock(run_dir):
-        manifest = Manifest(run_dir)
+    with run_lock(run_dir) if info.is_main else contextlib.nullcontext():
+        manifest = Manifest(run_dir, writable=info.is_main)
         for stage in ORDER:
             if not stage.needed(cfg):
                 report.stages.append(StageReport(stage.name, "not-needed"))
@@ -95,7 +105,8 @@ def run_pipeline(
     return report
 
 
-def _run_stage(stage, cfg: RunConfig, manifest: Manifest, run_dir: Path, device, force: bool) -> StageReport:
+def _decide(stage, cfg: RunConfig, manifest: Manifest, force: bool) -> tuple[str, dict[str, str]] | None:
+    """(fingerprint, inputs) if the stage must run, None if it is up to date (rank 0 decides)."""
     inputs = {}
     for dep in stage.deps:
         entry = manifest.get(dep)
@@ -107,16 +118,27 @@ def _run_stage(stage, cfg: RunConfig, manifest: Manifest, run_dir: Path, device,
         problem = manifest.check_outputs(stage.name)
         if problem is None:
             _logger.info("stage %s: up to date (fingerprint %s), skipped", stage.name, fp)
-            return StageReport(stage.name, "skipped")
+            return None
         _logger.info("stage %s: %s; rerunning", stage.name, problem)
     elif entry and entry.get("status") == "done" and not force:
         _logger.info("stage %s: settings or inputs changed; rerunning", stage.name)
+    return fp, inputs
+
+
+def _run_stage(stage, cfg: RunConfig, manifest: Manifest, run_dir: Path, device, force: bool) -> StageReport:
+    info = current()
+    decision = broadcast(_decide(stage, cfg, manifest, force) if info.is_main else None)
+    if decision is None:
+        return StageReport(stage.name, "skipped")
+    fp, inputs = decision
     _logger.info("stage %s: running", stage.name)
     manifest.start(stage.name, fp, inputs)
     t0 = time.perf_counter()
     ctx = StageContext(run_dir=run_dir, device=device, fingerprint=fp, force=force)
+    result = None
     try:
-        result = stage.run(cfg, ctx)
+        if stage.distributed or info.is_main:
+            result = stage.run(cfg, ctx)
     except LfccError as e:
         manifest.fail(stage.name, e.line(), time.perf_counter() - t0)
         raise
@@ -126,7 +148,10 @@ def _run_stage(stage, cfg: RunConfig, manifest: Manifest, run_dir: Path, device,
     except Exception as e:
         manifest.fail(stage.name, f"{type(e).__name__}: {e}", time.perf_counter() - t0)
         raise
+    barrier()  # under torchrun: nobody moves on before rank 0 has the stage's artifacts
     seconds = time.perf_counter() - t0
+    if result is None or not info.is_main:
+        return StageReport(stage.name, "ran", seconds)
     manifest.finish(stage.name, result.outputs, seconds, result.metrics)
     _logger.info("stage %s: done in %.1f s%s", stage.name, seconds, f" — {result.summary}" if result.summary else "")
     return StageReport(stage.name, "ran", seconds, result.summary)

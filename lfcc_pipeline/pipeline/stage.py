@@ -38,3 +38,4 @@ class Stage:
     config_slice: Callable[[RunConfig], Any]
     needed: Callable[[RunConfig], bool] = lambda cfg: True
     help: str = ""
+    distributed: bool = False  # under torchrun: run on every rank (training) or on rank 0 alone

@@ -14,6 +14,7 @@ from lfcc_pipeline.data.specs import parse_data_spec
 from lfcc_pipeline.errors import ArtifactError, ConfigError
 from lfcc_pipeline.models.factory import default_img_size
 from lfcc_pipeline.pipeline.config import RunConfig
+from lfcc_pipeline.pipeline.distributed import DistInfo, current
 
 _logger = logging.getLogger(__name__)
 
@@ -48,9 +49,12 @@ def img_size(cfg: RunConfig) -> int:
     return cfg.models.img_size or default_img_size(cfg.models.teacher)
 
 
-def batches(cfg: RunConfig, split: Split, train: bool, batch_size: int | None = None) -> Batches:
+def batches(cfg: RunConfig, split: Split, train: bool, batch_size: int | None = None, shard: bool = False) -> Batches:
+    """Batches of `split`; `shard`: this rank's share under torchrun (training always shards)."""
     bs = batch_size or cfg.train.batch_size
-    return Batches(split, bs, train=train, img_size=img_size(cfg), seed=cfg.seed, workers=cfg.data.workers)
+    info = current() if (train or shard) else DistInfo()
+    return Batches(split, bs, train=train, img_size=img_size(cfg), seed=cfg.seed, workers=cfg.data.workers,
+                   rank=info.rank, world=info.world)  # fmt: skip
 
 
 def require(run_dir: Path, rel: str, stage: str) -> Path:
@@ -77,7 +81,8 @@ def fit_evaluate_save(
     extra: dict,
 ) -> dict:
     """Train `distiller` (resuming from role/checkpoints/last.pt), evaluate its student on val and
-    test, and write role/model.safetensors and role/metrics.json. Returns the metrics."""
+    test, and write role/model.safetensors and role/metrics.json. Returns the metrics ({} on
+    ranks other than 0 under torchrun, which train but write nothing)."""
     from lfcc_pipeline.models.factory import count_params
     from lfcc_pipeline.models.weights import save_model
     from lfcc_pipeline.pipeline.atomic import write_json
@@ -93,10 +98,13 @@ def fit_evaluate_save(
     history = []
     if epochs > 0:
         t = cfg.train
-        spec = FitSpec(epochs, lr, t.optim, t.precision, t.ckpt_every, cfg.seed, ckpt, ctx.fingerprint, desc=desc)
-        train, val = batches(cfg, ds.train, train=True), batches(cfg, ds.val, train=False)
+        spec = FitSpec(epochs, lr, t.optim, t.precision, t.ckpt_every, cfg.seed, ckpt, ctx.fingerprint, desc=desc,
+                       channels_last=t.channels_last, compile=t.compile)  # fmt: skip
+        train, val = batches(cfg, ds.train, train=True), batches(cfg, ds.val, train=False, shard=True)
         history = fit(distiller, train, val, size, norm_student, norm_teacher, ctx.device, spec).history
     model = distiller.student
+    if not current().is_main:  # under torchrun rank 0 evaluates and writes; the others are done
+        return {}
     metrics = {**extra, "epochs": epochs, "params_m": count_params(model) / 1e6, "history": history}
     for split_name, split in (("val", ds.val), ("test", ds.test)):
         logits, labels = predict_logits(model, batches(cfg, split, train=False), size, norm_student, ctx.device)

@@ -48,6 +48,8 @@ def run(cfg: RunConfig, ctx: StageContext) -> StageResult:
         cfg, ctx, distiller, recipe, (norm_student, norm_teacher), cfg.train.epochs, cfg.train.optim.lr,
         "student", f"distill[{method.name}]", {"student": cfg.models.student, "method": method.name},
     )  # fmt: skip
+    if not metrics:
+        return StageResult(outputs=[])
     return StageResult(
         outputs=[common.STUDENT_WEIGHTS, common.STUDENT_METRICS],
         metrics={k: metrics[k] for k in ("method", "val_top1", "test_top1")},
@@ -55,4 +57,4 @@ def run(cfg: RunConfig, ctx: StageContext) -> StageResult:
     )
 
 
-STAGE = Stage("distill", ("teacher",), run, config_slice, help="distill the teacher into the student")
+STAGE = Stage("distill", ("teacher",), run, config_slice, help="distill the teacher into the student", distributed=True)

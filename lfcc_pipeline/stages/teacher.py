@@ -79,6 +79,8 @@ def run(cfg: RunConfig, ctx: StageContext) -> StageResult:
     metrics = common.fit_evaluate_save(
         cfg, ctx, distiller, recipe, norms, epochs, lr, "teacher", "teacher", {"source": source}
     )
+    if not metrics:
+        return StageResult(outputs=[])
     return StageResult(
         outputs=[common.TEACHER_WEIGHTS, common.TEACHER_METRICS],
         metrics={k: metrics[k] for k in ("source", "val_top1", "test_top1")},
@@ -86,4 +88,4 @@ def run(cfg: RunConfig, ctx: StageContext) -> StageResult:
     )
 
 
-STAGE = Stage("teacher", (), run, config_slice, help="fine-tune or train the teacher and evaluate it")
+STAGE = Stage("teacher", (), run, config_slice, help="fine-tune or train the teacher and evaluate it", distributed=True)

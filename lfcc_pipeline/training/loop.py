@@ -23,8 +23,9 @@ from lfcc_pipeline.errors import ArtifactError, StageFailed
 from lfcc_pipeline.methods.base import Distiller
 from lfcc_pipeline.pipeline.atomic import write_with
 from lfcc_pipeline.pipeline.config import OptimConfig
+from lfcc_pipeline.pipeline.distributed import all_reduce, current
 from lfcc_pipeline.progress import progress
-from lfcc_pipeline.training.evaluate import predict_logits, topk_accuracy
+from lfcc_pipeline.training.evaluate import predict_logits
 
 _logger = logging.getLogger(__name__)
 LOG_EVERY = 20
@@ -41,6 +42,8 @@ class FitSpec:
     ckpt_path: Path
     fingerprint: str  # a checkpoint written under another fingerprint is not resumed
     desc: str = "train"
+    channels_last: bool | None = None  # None: on CUDA
+    compile: bool = False
 
 
 @dataclass
@@ -98,6 +101,12 @@ def _load_checkpoint(path: Path, fingerprint: str) -> dict | None:
     return state
 
 
+def _prepare_models(distiller: Distiller, device: torch.device, channels_last: bool) -> None:
+    distiller.to(device)
+    if channels_last:
+        distiller.to(memory_format=torch.channels_last)
+
+
 def fit(
     distiller: Distiller,
     train: Batches,
@@ -108,9 +117,19 @@ def fit(
     device: torch.device,
     spec: FitSpec,
 ) -> FitResult:
-    """Train `distiller` for spec.epochs, resuming from spec.ckpt_path when it matches."""
+    """Train `distiller` for spec.epochs, resuming from spec.ckpt_path when it matches.
+
+    Under torchrun every rank calls this with its shard of `train`/`val`; the distiller is wrapped
+    in DistributedDataParallel, rank 0 writes the checkpoints, and losses and validation counts
+    are reduced across ranks.
+    """
     t0 = time.perf_counter()
-    distiller.to(device)
+    info = current()
+    channels_last = spec.channels_last if spec.channels_last is not None else device.type == "cuda"
+    _prepare_models(distiller, device, channels_last)
+    if device.type == "cuda":
+        train.cache_on(device)
+        val.cache_on(device)
     named = [(n, p) for n, p in distiller.named_parameters() if p.requires_grad]
     optimizer = build_optimizer([p for _, p in named], named, spec.optim, spec.lr)
     steps_per_epoch = len(train)
@@ -138,6 +157,8 @@ def fit(
         _logger.info("%s: resuming from %s at epoch %d, step %d", spec.desc, spec.ckpt_path, start_epoch + 1, step)
 
     def checkpoint(epoch: int, batch: int) -> None:
+        if not info.is_main:
+            return
         _save_checkpoint(
             spec.ckpt_path,
             {
@@ -154,7 +175,16 @@ def fit(
             },
         )
 
+    model: nn.Module = distiller
+    if info.world > 1:
+        model = nn.parallel.DistributedDataParallel(
+            distiller, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    if spec.compile:
+        model = torch.compile(model)
     autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    local = train.index.local_batch
     first_bad = torch.full((), -1, dtype=torch.long, device=device)
     for epoch in range(start_epoch, spec.epochs):
         distiller.train()
@@ -169,10 +199,11 @@ def fit(
             x = to_float(x.to(device, non_blocking=True), img_size)
             y = y.to(device, non_blocking=True)
             if train.device_augment:
-                x = augment(x, batch_generator(device, spec.seed, epoch, b))
-            x_t = norm_teacher(x) if norm_teacher is not None else None
+                g = batch_generator(device, spec.seed, epoch, b)
+                x = augment(x, g, offset=info.rank * local, total=train.index.batch_size)
+            x_t = norm_teacher(x).contiguous(memory_format=memory_format) if norm_teacher is not None else None
             with autocast:
-                _, losses = distiller(norm_student(x), x_t, y)
+                _, losses = model(norm_student(x).contiguous(memory_format=memory_format), x_t, y)
                 loss = sum(losses.values())
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -200,13 +231,15 @@ def fit(
                 checkpoint(epoch, b + 1)
         bar.close()
         _raise_if_nonfinite(first_bad, spec)
+        sums = all_reduce(torch.stack([loss_sum, *parts.values()]) / max(seen, 1)) / info.world
         logits, labels = predict_logits(distiller.student, val, img_size, norm_student, device, desc="val")
+        correct = all_reduce(torch.tensor([float((logits.argmax(1) == labels).sum()), float(len(labels))]))
         record = {
             "epoch": epoch + 1,
             "step": step,
-            "train_loss": (loss_sum / max(seen, 1)).item(),
-            **{k: (v / max(seen, 1)).item() for k, v in parts.items()},
-            "val_top1": topk_accuracy(logits, labels, 1),
+            "train_loss": sums[0].item(),
+            **{k: sums[i + 1].item() for i, k in enumerate(parts)},
+            "val_top1": 100.0 * (correct[0] / correct[1]).item(),
             "lr": sched.get_last_lr()[0],
             "seconds": time.perf_counter() - te,
         }
@@ -226,7 +259,7 @@ def fit(
 
 
 def _raise_if_nonfinite(first_bad: torch.Tensor, spec: FitSpec) -> None:
-    bad = int(first_bad.item())
+    bad = int(all_reduce(first_bad.clone(), op="max").item())
     if bad >= 0:
         kept = f"the last good checkpoint {spec.ckpt_path} is kept" if spec.ckpt_path.exists() else "no checkpoint yet"
         raise StageFailed(

@@ -126,8 +126,20 @@ def test_index_batches_shard_and_are_seeded():
     a = [b.tolist() for b in IndexBatches(10, 3, shuffle=True, drop_last=False, seed=1)]
     assert a == [b.tolist() for b in IndexBatches(10, 3, shuffle=True, drop_last=False, seed=1)]
     assert sorted(sum(a, [])) == list(range(10))
-    ranks = [sum((b.tolist() for b in IndexBatches(10, 2, True, True, seed=1, rank=r, world=2)), []) for r in (0, 1)]
-    assert not set(ranks[0]) & set(ranks[1]) and len(ranks[0]) == len(ranks[1]) == 4
+    single = [b.tolist() for b in IndexBatches(10, 4, True, True, seed=1)]
+    ranks = [[b.tolist() for b in IndexBatches(10, 4, True, True, seed=1, rank=r, world=2)] for r in (0, 1)]
+    assert len(single) == len(ranks[0]) == len(ranks[1]) == 2  # steps per epoch do not depend on world size
+    for step, batch in enumerate(single):  # rank slices of step k make up the single-process batch k
+        assert ranks[0][step] + ranks[1][step] == batch
+    evals = [sum((b.tolist() for b in IndexBatches(7, 2, False, False, rank=r, world=2)), []) for r in (0, 1)]
+    assert sorted(evals[0] + evals[1]) == list(range(7))  # evaluation: every image once, no padding
+
+
+def test_augment_slices_of_a_global_batch_match_the_whole():
+    x = torch.rand(8, 3, 16, 16)
+    whole = augment(x, batch_generator(torch.device("cpu"), 0, 0, 5))
+    halves = [augment(x[i : i + 4], batch_generator(torch.device("cpu"), 0, 0, 5), offset=i, total=8) for i in (0, 4)]
+    assert torch.equal(torch.cat(halves), whole)
 
 
 def test_to_float_grayscale_to_rgb_and_resize():

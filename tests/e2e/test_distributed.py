@@ -1,0 +1,112 @@
+"""torchrun with the gloo backend on CPU: 2 processes train like 1 process on the same global batch."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+import torch.nn.functional as F
+from safetensors.torch import load_file
+
+from tests.conftest import ROOT, cli
+
+pytestmark = pytest.mark.slow
+COMMON = ["--teacher", "test_convnext", "--student", "test_vit", "--data", "fashion-mini", "--img-size", "32",
+          "--epochs", "2", "--batch-size", "32", "--train-subset", "640", "--target", "ort-fp32"]  # fmt: skip
+ENV = {"OMP_NUM_THREADS": "1"}
+
+
+def torchrun(*args, nproc=2):
+    return subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+         "-m", "lfcc_pipeline", *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, **ENV},
+    )  # fmt: skip
+
+
+def max_weight_diff(a, b):
+    wa, wb = load_file(str(a / "student" / "model.safetensors")), load_file(str(b / "student" / "model.safetensors"))
+    return max((wa[k].float() - wb[k].float()).abs().max().item() for k in wa)
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ddp") / "single"
+    r = cli("distill", "--method", "kd", *COMMON, "--teacher-epochs", "1", "--out", str(out), env=ENV)
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+def test_two_processes_match_one(single, tmp_path):
+    out = tmp_path / "two"
+    r = torchrun("distill", "--method", "kd", *COMMON, "--teacher-epochs", "0",
+                 "--teacher-weights", str(single / "teacher" / "model.safetensors"), "--out", str(out))  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert max_weight_diff(single, out) < 1e-3
+    h1 = json.loads((single / "student" / "metrics.json").read_text())["history"]
+    h2 = json.loads((out / "student" / "metrics.json").read_text())["history"]
+    for a, b in zip(h1, h2, strict=True):  # reduced losses and validation counts agree
+        assert abs(a["train_loss"] - b["train_loss"]) < 1e-3 and abs(a["val_top1"] - b["val_top1"]) < 0.5
+    assert r.stdout.count("| student |") <= 1  # only rank 0 reports
+
+
+def test_resume_under_another_world_size(single, tmp_path):
+    out = tmp_path / "resumed"
+    args = ["distill", "--method", "kd", *COMMON, "--teacher-epochs", "0", "--ckpt-every", "5",
+            "--teacher-weights", str(single / "teacher" / "model.safetensors"), "--out", str(out)]  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-m", "lfcc_pipeline", *args], cwd=ROOT, env={**os.environ, **ENV},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    ckpt = out / "student" / "checkpoints" / "last.pt"
+    deadline = time.time() + 300
+    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert ckpt.exists()
+    r = torchrun(*args)  # one process stopped, two resume
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "resuming from" in r.stderr
+    assert max_weight_diff(single, out) < 1e-3
+
+
+def _info_nce_worker(rank, world, port, zs, zt, out):
+    from lfcc_pipeline.methods.lfcc import info_nce
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    n = zs.shape[0] // world
+    a = zs[rank * n : (rank + 1) * n].clone().requires_grad_()
+    b = zt[rank * n : (rank + 1) * n].clone().requires_grad_()
+    loss = info_nce(a, b, 0.1)
+    (loss / world).backward()  # DDP averages gradients over ranks
+    grads = [torch.zeros_like(a) for _ in range(world)], [torch.zeros_like(b) for _ in range(world)]
+    dist.all_gather(grads[0], a.grad)
+    dist.all_gather(grads[1], b.grad)
+    losses = [torch.zeros(()) for _ in range(world)]
+    dist.all_gather(losses, loss.detach())
+    if rank == 0:
+        torch.save({"ga": torch.cat(grads[0]), "gb": torch.cat(grads[1]), "loss": torch.stack(losses).mean()}, out)
+    dist.destroy_process_group()
+
+
+def test_info_nce_negatives_are_gathered_across_ranks(tmp_path):
+    """Two ranks with half a batch each give the single-process loss and gradients of the whole batch."""
+    from lfcc_pipeline.methods.lfcc import info_nce
+
+    g = torch.Generator().manual_seed(0)
+    zs = F.normalize(torch.randn(8, 4, generator=g), dim=1)
+    zt = F.normalize(torch.randn(8, 4, generator=g), dim=1)
+    port = 29500 + os.getpid() % 1000
+    mp.spawn(_info_nce_worker, args=(2, port, zs, zt, str(tmp_path / "g.pt")), nprocs=2, join=True)
+    got = torch.load(tmp_path / "g.pt", weights_only=True)
+    a, b = zs.clone().requires_grad_(), zt.clone().requires_grad_()
+    loss = info_nce(a, b, 0.1)
+    loss.backward()
+    assert torch.allclose(got["loss"], loss.detach(), atol=1e-6)
+    assert torch.allclose(got["ga"], a.grad, atol=1e-6) and torch.allclose(got["gb"], b.grad, atol=1e-6)
