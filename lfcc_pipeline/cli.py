@@ -208,6 +208,11 @@ def shared_options(fn):
         click.option("--bench-batch", type=int, default=32, show_default=True, help="Batch size for throughput."),
         click.option("--bench-max-images", type=int, default=None, help="Cap on test images for accuracy."),
         click.option("--threads", type=int, default=None, help="CPU threads for torch/ONNX Runtime in bench."),
+        click.option(
+            "--no-rebuild",
+            is_flag=True,
+            help="Fail instead of rerunning a stage whose artifact changed since it was written.",
+        ),
         click.option("--force", is_flag=True, help="Rerun every stage, ignoring finished ones and checkpoints."),
         click.option("--debug", is_flag=True, help="Show Python tracebacks."),
     ]
@@ -286,7 +291,7 @@ def _execute(opts: dict[str, Any], until: str | None, stop_after: str | None) ->
         ctx = click.get_current_context()
         explicit = frozenset(k for k in opts if ctx.get_parameter_source(k) not in (ParameterSource.DEFAULT, None))
         cfg = apply_preset(cfg, opts["preset"], explicit)
-    report = run_pipeline(cfg, until=until, stop_after=stop_after, force=opts["force"])
+    report = run_pipeline(cfg, until=until, stop_after=stop_after, force=opts["force"], rebuild=not opts["no_rebuild"])
     from lfcc_pipeline.pipeline.distributed import current
 
     if not current().is_main:

@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FAST = [
     "--data", "fashion-mini", "--img-size", "32", "--epochs", "1", "--teacher-epochs", "1",
     "--bench-iters", "5", "--bench-warmup", "2", "--bench-max-images", "256", "--batch-size", "64",
+    "--train-subset", "1280",
 ]  # fmt: skip
 
 
@@ -46,3 +47,35 @@ def run_copy(finished_run, tmp_path) -> Path:
     dst = tmp_path / "run"
     shutil.copytree(finished_run, dst)
     return dst
+
+
+# -- reliability counters (printed at the end of the test run, listed in the README) ----------------
+RELIABILITY = {"faults injected": 0, "bad inputs tried": 0, "artifacts lost": 0}
+
+
+def record(kind: str, n: int = 1) -> None:
+    RELIABILITY[kind] += n
+
+
+def verify_artifacts(run_dir: Path) -> int:
+    """Every output the manifest records as done still has its recorded hash; returns how many were checked."""
+    import json
+
+    from lfcc_pipeline.pipeline.manifest import Manifest
+
+    stages = json.loads((run_dir / "manifest.json").read_text())["stages"]
+    manifest = Manifest(run_dir)
+    checked = 0
+    for name, entry in stages.items():
+        if entry.get("status") == "done":
+            problem = manifest.check_outputs(name)
+            if problem is not None:
+                record("artifacts lost")
+            assert problem is None, f"{name}: {problem}"
+            checked += len(entry["outputs"])
+    return checked
+
+
+def pytest_terminal_summary(terminalreporter):
+    if RELIABILITY["faults injected"] or RELIABILITY["bad inputs tried"]:
+        terminalreporter.write_line("reliability: " + ", ".join(f"{v} {k}" for k, v in RELIABILITY.items()))

@@ -12,7 +12,7 @@ from torch import nn
 
 from lfcc_pipeline.errors import ModelError
 from lfcc_pipeline.models.factory import ModelRecipe, rebuild
-from lfcc_pipeline.pipeline.atomic import write_with
+from lfcc_pipeline.pipeline.atomic import write_bytes
 
 _logger = logging.getLogger(__name__)
 _WRAPPER_KEYS = ("state_dict_ema", "model_ema", "state_dict", "model", "module", "student")
@@ -21,10 +21,10 @@ _PREFIXES = ("module.", "model.", "_orig_mod.")
 
 def save_model(model: nn.Module, recipe: ModelRecipe, path: Path) -> None:
     """Write weights plus the recipe to rebuild the architecture, atomically, as safetensors."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    write_with(path, lambda tmp: save_file(state, str(tmp), metadata=recipe.to_meta()))
+    write_bytes(path, save(state, metadata=recipe.to_meta()))  # serialised first: write errors stay OSErrors
 
 
 def load_model(path: Path) -> tuple[nn.Module, ModelRecipe]:
@@ -64,10 +64,12 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        raise ModelError(
-            f"refused to load {path}: it needs code execution to unpickle (weights_only=True)",
-            "convert it to safetensors or a plain state_dict in a trusted environment",
-        ) from e
+        if "global" in str(e).lower():  # the pickle names a function or class to call: code execution
+            raise ModelError(
+                f"refused to load {path}: it needs code execution to unpickle (weights_only=True)",
+                "convert it to safetensors or a plain state_dict in a trusted environment",
+            ) from e
+        raise ModelError(f"cannot read {path}: not a torch checkpoint or safetensors file", "check the path") from e
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
         raise ModelError(f"cannot read checkpoint {path}: {str(e).splitlines()[0][:120]}", "the file is corrupt") from e
     for _ in range(3):  # unwrap {"state_dict": {...}} style containers

@@ -37,7 +37,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         os.replace(tmp, path)
     except OSError as e:
         tmp.unlink(missing_ok=True)
-        hint = "free some disk space" if e.errno == errno.ENOSPC else "check the output directory"
+        full = e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+        hint = "free some disk space (or raise the file-size limit)" if full else "check the output directory"
         raise ArtifactError(f"cannot write {path}: {e.strerror or e}", hint) from e
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -69,3 +70,13 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def remove_stale_temporaries(root: Path) -> list[Path]:
+    """Delete temporary files a killed process left under `root` (call with the run lock held)."""
+    removed = []
+    for tmp in Path(root).rglob(".*.tmp-*"):
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed

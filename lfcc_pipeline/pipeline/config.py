@@ -161,6 +161,9 @@ class RunConfig:
         for t in self.bench.targets:
             _choice("--target", t, TARGETS)
         _positive("--bench-iters", self.bench.iters)
+        _positive("--bench-warmup", self.bench.warmup, allow_zero=True)
+        if self.bench.max_images is not None:
+            _positive("--bench-max-images", self.bench.max_images)
         _positive("--bench-batch", self.bench.batch_size)
         if self.bench.threads is not None:
             _positive("--threads", self.bench.threads)

@@ -25,11 +25,13 @@ def fingerprint(config_slice: Any, inputs: dict[str, str]) -> str:
 class Manifest:
     """The run directory's record of stages; every change is written atomically at once."""
 
-    def __init__(self, run_dir: Path, writable: bool = True) -> None:
+    def __init__(self, run_dir: Path, writable: bool = True, rebuild: bool = True) -> None:
         self.run_dir = run_dir
         self.writable = writable  # False on torchrun ranks other than 0
+        self.rebuild = rebuild  # False: a changed artifact is an error, not a reason to rerun
         self.path = run_dir / MANIFEST
         self.stages: dict[str, dict[str, Any]] = {}
+        self._previous: dict[str, dict[str, Any] | None] = {}
         if self.path.is_file():
             try:
                 data = json.loads(self.path.read_text())
@@ -45,6 +47,7 @@ class Manifest:
         return self.stages.get(stage)
 
     def start(self, stage: str, fp: str, inputs: dict[str, str]) -> None:
+        self._previous[stage] = self.stages.get(stage)
         self.stages[stage] = {
             "status": "running",
             "fingerprint": fp,
@@ -56,6 +59,7 @@ class Manifest:
         self.save()
 
     def finish(self, stage: str, outputs: list[str], seconds: float, metrics: dict[str, Any] | None = None) -> None:
+        self._previous.pop(stage, None)
         entry = self.stages[stage]
         entry["status"] = "done"
         entry["outputs"] = {rel: sha256_file(self.run_dir / rel) for rel in sorted(outputs)}
@@ -65,8 +69,17 @@ class Manifest:
         self.save()
 
     def fail(self, stage: str, error: str, seconds: float) -> None:
-        entry = self.stages.setdefault(stage, {})
-        entry.update(status="failed", error=error, seconds=round(seconds, 3))
+        """Record a failure. A finished result from before this attempt whose files are still intact
+        stays recorded (with the failure noted), so nothing already finished is lost."""
+        previous = self._previous.pop(stage, None)
+        if previous and previous.get("status") == "done":
+            self.stages[stage] = previous
+            if self.check_outputs(stage) is None:
+                previous["last_failure"] = {"error": error, "seconds": round(seconds, 3)}
+                self.save()
+                return
+        entry = {"status": "failed", "error": error, "seconds": round(seconds, 3)}
+        self.stages[stage] = entry
         self.save()
 
     def invalidate(self, stage: str) -> None:

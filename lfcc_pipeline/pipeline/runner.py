@@ -8,7 +8,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lfcc_pipeline.errors import ConfigError, LfccError, TargetUnavailable
+from lfcc_pipeline.errors import ArtifactError, ConfigError, LfccError, TargetUnavailable
+from lfcc_pipeline.pipeline.atomic import remove_stale_temporaries
 from lfcc_pipeline.pipeline.config import RunConfig
 from lfcc_pipeline.pipeline.distributed import barrier, broadcast, current, init_from_env
 from lfcc_pipeline.pipeline.env import resolve_device
@@ -70,16 +71,22 @@ def _check_sizes(cfg: RunConfig, num_classes: int) -> None:
     teacher, _ = create_model(cfg.models.teacher, num_classes, size)
     student, _ = create_model(cfg.models.student, num_classes, size)
     get_method(cfg.distill.method)(student, teacher, cfg.distill)
+    if cfg.models.teacher_weights is not None:  # unreadable, unsafe or foreign weights fail here, not mid-run
+        from lfcc_pipeline.models.weights import apply_state_dict, read_state_dict
+
+        path = cfg.models.teacher_weights
+        apply_state_dict(teacher, read_state_dict(path), f"--teacher-weights {path}")
 
 
 def run_pipeline(
-    cfg: RunConfig, until: str | None = None, stop_after: str | None = None, force: bool = False
+    cfg: RunConfig, until: str | None = None, stop_after: str | None = None, force: bool = False, rebuild: bool = True
 ) -> RunReport:
     """Run stages in order up to `until` (a stage command) or `stop_after`; skip finished ones.
 
     Under torchrun (WORLD_SIZE > 1) every rank calls this: rank 0 holds the lock, decides what
     runs and writes the manifest and artifacts; training stages run on every rank, the others
-    on rank 0 alone while the rest wait.
+    on rank 0 alone while the rest wait. `rebuild=False` (--no-rebuild): an artifact that changed
+    since it was written is an error instead of a reason to rerun its stage.
     """
     from lfcc_pipeline.stages import BY_NAME, ORDER
 
@@ -94,7 +101,9 @@ def run_pipeline(
     run_dir = cfg.run_dir()
     report = RunReport(run_dir)
     with run_lock(run_dir) if info.is_main else contextlib.nullcontext():
-        manifest = Manifest(run_dir, writable=info.is_main)
+        if info.is_main:
+            remove_stale_temporaries(run_dir)
+        manifest = Manifest(run_dir, writable=info.is_main, rebuild=rebuild)
         for stage in ORDER:
             if not stage.needed(cfg):
                 report.stages.append(StageReport(stage.name, "not-needed"))
@@ -119,6 +128,8 @@ def _decide(stage, cfg: RunConfig, manifest: Manifest, force: bool) -> tuple[str
         if problem is None:
             _logger.info("stage %s: up to date (fingerprint %s), skipped", stage.name, fp)
             return None
+        if not manifest.rebuild:
+            raise ArtifactError(f"stage {stage.name}: {problem}", "rerun without --no-rebuild to rebuild it")
         _logger.info("stage %s: %s; rerunning", stage.name, problem)
     elif entry and entry.get("status") == "done" and not force:
         _logger.info("stage %s: settings or inputs changed; rerunning", stage.name)

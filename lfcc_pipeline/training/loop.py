@@ -8,6 +8,7 @@ and the global RNG state. Losses stay on the device between log intervals (no pe
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import math
 import time
@@ -21,7 +22,7 @@ from lfcc_pipeline.data.loader import Batches
 from lfcc_pipeline.data.transforms import Normalization, augment, batch_generator, to_float
 from lfcc_pipeline.errors import ArtifactError, StageFailed
 from lfcc_pipeline.methods.base import Distiller
-from lfcc_pipeline.pipeline.atomic import write_with
+from lfcc_pipeline.pipeline.atomic import write_bytes
 from lfcc_pipeline.pipeline.config import OptimConfig
 from lfcc_pipeline.pipeline.distributed import all_reduce, current
 from lfcc_pipeline.progress import progress
@@ -84,7 +85,9 @@ def lr_factor(step: int, total: int, warmup: int, step_every: int = 0, gamma: fl
 
 
 def _save_checkpoint(path: Path, state: dict) -> None:
-    write_with(path, lambda tmp: torch.save(state, tmp))
+    buffer = io.BytesIO()  # serialise first, so a full disk surfaces as an OSError from our own write
+    torch.save(state, buffer)
+    write_bytes(path, buffer.getvalue())
 
 
 def _load_checkpoint(path: Path, fingerprint: str) -> dict | None:

@@ -33,3 +33,25 @@ def test_manifest_records_and_checks_outputs(tmp_path):
 def test_unreadable_manifest_means_rerun(tmp_path):
     (tmp_path / "manifest.json").write_text("{not json")
     assert Manifest(tmp_path).stages == {}
+
+
+def test_a_failed_rerun_keeps_the_finished_result(tmp_path):
+    m = Manifest(tmp_path)
+    m.start("export", "fp1", {})
+    (tmp_path / "a.onnx").write_bytes(b"good")
+    m.finish("export", ["a.onnx"], 1.0)
+    m.start("export", "fp2", {})  # a rerun with other settings that fails before writing anything
+    m.fail("export", "boom", 0.5)
+    entry = Manifest(tmp_path).get("export")
+    assert entry["status"] == "done" and entry["fingerprint"] == "fp1" and entry["last_failure"]["error"] == "boom"
+
+
+def test_a_failed_rerun_that_changed_outputs_is_recorded_as_failed(tmp_path):
+    m = Manifest(tmp_path)
+    m.start("export", "fp1", {})
+    (tmp_path / "a.onnx").write_bytes(b"good")
+    m.finish("export", ["a.onnx"], 1.0)
+    m.start("export", "fp2", {})
+    (tmp_path / "a.onnx").write_bytes(b"new, but the stage failed afterwards")
+    m.fail("export", "parity", 0.5)
+    assert Manifest(tmp_path).get("export")["status"] == "failed"

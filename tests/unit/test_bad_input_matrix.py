@@ -1,0 +1,151 @@
+"""Table-driven bad input over every CLI option: one line, non-zero exit, no traceback, and the
+finished run next to it keeps every artifact."""
+
+import shutil
+
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors.torch import save_file
+
+from lfcc_pipeline.cli import cli
+from tests.conftest import FAST, record, verify_artifacts
+
+GOOD = ["--teacher", "test_vit", "--student", "test_resnet", "--method", "kd", "--target", "torch", *FAST]
+
+
+class _Evil:
+    def __reduce__(self):
+        return (print, ("this pickle ran code",))
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("inputs")
+    (d / "notes.txt").write_text("not weights")
+    torch.save({"w": _Evil()}, d / "evil.pt")
+    from lfcc_pipeline.models.factory import create_model
+
+    cnn, _ = create_model("test_resnet", 10, 32)
+    save_file({k: v.contiguous() for k, v in cnn.state_dict().items()}, str(d / "resnet.safetensors"))
+    (d / "empty" / "train").mkdir(parents=True)
+    (d / "empty" / "val").mkdir()
+    for split in ("train", "val"):
+        (d / "oneclass" / split / "cat").mkdir(parents=True)
+        from PIL import Image
+
+        Image.new("RGB", (8, 8)).save(d / "oneclass" / split / "cat" / "a.png")
+    (d / "afile").write_text("x")
+    return d
+
+
+# (option, bad value, words the one error line must contain)
+MATRIX = [
+    ("--teacher", "vit_nonexistent", "unknown model"),
+    ("--student", "resnet19", "unknown model"),
+    ("--method", "magic", "unknown --method"),
+    ("--target", "trt-fp64", "unknown --target"),
+    ("--target", "trt-fp16", "TensorRT"),
+    ("--data", "mnist", "unknown data spec"),
+    ("--data", "fashion-mnist:/no/such/dir", "does not exist"),
+    ("--data", "imagefolder:{files}/empty", "class folder"),
+    ("--data", "imagefolder:{files}/oneclass", "at least 2"),
+    ("--data", "imagefolder:", "empty directory"),
+    ("--out", "{files}/afile/run", "cannot"),
+    ("--epochs", "-1", "--epochs"),
+    ("--epochs", "three", "not a valid integer"),
+    ("--teacher-epochs", "-2", "--teacher-epochs"),
+    ("--img-size", "0", "--img-size"),
+    ("--img-size", "40", "cannot take 40x40"),
+    ("--batch-size", "0", "--batch-size"),
+    ("--batch-size", "100000", "exceeds"),
+    ("--device", "tpu", "--device"),
+    ("--device", "cuda", "CUDA"),
+    ("--seed", "abc", "not a valid integer"),
+    ("--teacher-weights", "/no/such/file.pt", "does not exist"),
+    ("--teacher-weights", "{files}/notes.txt", "cannot read"),
+    ("--teacher-weights", "{files}/evil.pt", "refused"),
+    ("--teacher-weights", "{files}/resnet.safetensors", "does not fit"),
+    ("--lr", "0", "--lr"),
+    ("--teacher-lr", "-1", "--teacher-lr"),
+    ("--optimizer", "adam", "--optimizer"),
+    ("--weight-decay", "-0.1", "--weight-decay"),
+    ("--warmup-epochs", "-1", "--warmup-epochs"),
+    ("--label-smoothing", "1.5", "--label-smoothing"),
+    ("--grad-clip", "0", "--grad-clip"),
+    ("--schedule", "linear", "--schedule"),
+    ("--step-epochs", "0", "--step-epochs"),
+    ("--preset", "mnist", "--preset"),
+    ("--precision", "fp8", "--precision"),
+    ("--ckpt-every", "0", "--ckpt-every"),
+    ("--workers", "-1", "--workers"),
+    ("--val-fraction", "1.5", "--val-fraction"),
+    ("--train-subset", "0", "--train-subset"),
+    ("--train-subset", "5", "smaller than the 10 classes"),
+    ("--ce-weight", "-1", "--ce-weight"),
+    ("--kd-weight", "-1", "--kd-weight"),
+    ("--kd-temperature", "0", "--kd-temperature"),
+    ("--lfcc-weight", "-1", "--lfcc-weight"),
+    ("--lfcc-stages", "3-1", "TEACHER:STUDENT"),
+    ("--lfcc-num-stages", "0", "--lfcc-num-stages"),
+    ("--lfcc-scales", "a,b", "comma-separated"),
+    ("--lfcc-scales", "0", "--lfcc-scales"),
+    ("--lfcc-dim", "0", "--lfcc-dim"),
+    ("--lfcc-temperature", "0", "--lfcc-temperature"),
+    ("--ofa-weight", "-1", "--ofa-weight"),
+    ("--ofa-eps", "0.5", "--ofa-eps"),
+    ("--ofa-temperature", "0", "--ofa-temperature"),
+    ("--ofa-stages", "x", "comma-separated"),
+    ("--opset", "9", "--opset"),
+    ("--exporter", "tflite", "--exporter"),
+    ("--bench-iters", "0", "--bench-iters"),
+    ("--bench-warmup", "-1", "--bench-warmup"),
+    ("--bench-batch", "0", "--bench-batch"),
+    ("--bench-max-images", "0", "--bench-max-images"),
+    ("--threads", "0", "--threads"),
+    ("--stop-after", "deploy", "deploy"),
+]
+METHOD_SPECIFIC = {"--lfcc-stages": "lfcc", "--lfcc-num-stages": "lfcc", "--ofa-stages": "ofa"}
+EXTRA = [("--lfcc-stages", "99:1", "out of range", "lfcc"), ("--ofa-stages", "99", "out of range", "ofa")]
+
+
+@pytest.fixture(scope="module")
+def finished(finished_run, tmp_path_factory):
+    dst = tmp_path_factory.mktemp("matrix") / "run"
+    shutil.copytree(finished_run, dst)
+    return dst
+
+
+def _check(args, words, run_dir):
+    r = CliRunner().invoke(cli, args)
+    lines = [line for line in r.output.splitlines() if line.strip()]
+    assert r.exit_code != 0, r.output
+    assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], r.output
+    assert "Traceback" not in r.output
+    verify_artifacts(run_dir)
+    record("bad inputs tried")
+
+
+@pytest.mark.parametrize("option, value, words", MATRIX, ids=[f"{o}={v}" for o, v, _ in MATRIX])
+def test_bad_value(option, value, words, files, finished):
+    value = value.format(files=files)
+    base = list(GOOD)
+    if option in METHOD_SPECIFIC:
+        base[base.index("--method") + 1] = METHOD_SPECIFIC[option]
+    out = [] if option == "--out" else ["--out", str(finished)]
+    _check(["run", *base, *out, option, value], words, finished)
+
+
+@pytest.mark.parametrize("option, value, words, method", EXTRA)
+def test_bad_method_tap_index(option, value, words, method, finished):
+    base = list(GOOD)
+    base[base.index("--method") + 1] = method
+    _check(["run", *base, "--out", str(finished), option, value], words, finished)
+
+
+def test_the_matrix_covers_every_run_option():
+    """A new option must get a row here (flags without a value are exempt)."""
+    run = cli.commands["run"]
+    value_options = {o for p in run.params if not p.is_flag and p.param_type_name == "option" for o in p.opts}
+    covered = {o for o, _, _ in MATRIX}
+    assert value_options - covered == set(), f"no bad-input row for {sorted(value_options - covered)}"
