@@ -1,0 +1,1 @@
+"""Datasets, data specs, batches, device-side transforms and the preprocessing contract."""

@@ -1,0 +1,1 @@
+"""Model registry, timm factory, feature taps, weights I/O and ONNX export."""

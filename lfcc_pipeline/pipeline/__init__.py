@@ -1,0 +1,1 @@
+"""Configuration, runner, manifest, atomic writes, locking, environment probe, torch.distributed."""
