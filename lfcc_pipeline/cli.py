@@ -207,6 +207,12 @@ def shared_options(fn):
         click.option("--bench-warmup", type=int, default=10, show_default=True, help="Untimed warm-up calls."),
         click.option("--bench-batch", type=int, default=32, show_default=True, help="Batch size for throughput."),
         click.option("--bench-max-images", type=int, default=None, help="Cap on test images for accuracy."),
+        click.option(
+            "--ort-provider",
+            default="cpu",
+            show_default=True,
+            help="ONNX Runtime provider for ort-* targets: cpu | cuda | tensorrt.",
+        ),
         click.option("--threads", type=int, default=None, help="CPU threads for torch/ONNX Runtime in bench."),
         click.option(
             "--no-rebuild",
@@ -271,6 +277,7 @@ def config_from_options(o: dict[str, Any]) -> RunConfig:
             batch_size=o["bench_batch"],
             threads=o["threads"],
             max_images=o["bench_max_images"],
+            ort_provider=o["ort_provider"],
         ),
         out=o["out"],
         device=o["device"],
@@ -365,9 +372,67 @@ for _name, _summary in (
     ("teacher", "Fine-tune (pretrained) or train (from scratch) the teacher and evaluate it."),
     ("distill", "Distill the teacher into the student with --method; resumes after an interruption."),
     ("export", "Export student and teacher to ONNX and check parity with PyTorch on real images."),
-    ("bench", "Measure accuracy, agreement, latency and throughput of teacher and student per target."),
 ):
     _stage_command(_name, _summary)
+
+
+@cli.command("bench")
+@shared_options
+@click.option("--model", "models", multiple=True, type=click.Path(path_type=Path),
+              help="Standalone mode: an .onnx file or TensorRT .engine to measure (repeatable).")  # fmt: skip
+@click.option("--cuda-graph", is_flag=True, help="Replay TensorRT engines through CUDA graphs (fixed shapes).")
+def bench_cmd(models: tuple[Path, ...], cuda_graph: bool, **opts: Any) -> None:
+    """Measure accuracy, agreement, latency and throughput of teacher and student per target.
+
+    In a run directory it runs the stages before `bench` first where their results are missing
+    or stale. With --model it measures deployable files on this device instead (ONNX through
+    ONNX Runtime with --ort-provider, TensorRT engines on the GPU) and writes the report to
+    --out (default: bench-report/).
+
+    \b
+    Examples:
+      lfcc-pipeline bench --teacher test_vit --student test_resnet --data fashion-mini \\
+          --epochs 1 --teacher-epochs 1 --img-size 64 --out runs/demo
+      lfcc-pipeline bench --model runs/demo/export/student.onnx --model runs/demo/export/teacher.onnx \\
+          --data fashion-mini --out bench-report
+      lfcc-pipeline bench --model student.trt-int8.engine --model teacher.trt-fp16.engine --data fashion-mini
+    """
+    if not models:
+        _execute(opts, "bench", None)
+        return
+    from lfcc_pipeline.benchmark.report import markdown_table
+    from lfcc_pipeline.benchmark.standalone import bench_files
+
+    setup_logging(opts["debug"])
+    cfg = config_from_options(opts).validate()
+    out = opts["out"] or Path("bench-report")
+    rows = bench_files(list(models), opts["data"], out, cfg.bench, opts["ort_provider"], cuda_graph)
+    click.echo(markdown_table(rows))
+    click.echo(f"report: {out}", err=True)
+
+
+@cli.command("predict")
+@click.option("--bundle", "bundle_dir", required=True, type=click.Path(path_type=Path), help="A bundle/ directory.")
+@click.option("--model", default="student.onnx", show_default=True, help="Which ONNX file of the bundle.")
+@click.option("--top-k", type=int, default=3, show_default=True, help="How many labels per image.")
+@click.option("--ort-provider", default="cpu", show_default=True, help="cpu | cuda | tensorrt")
+@click.option("--debug", is_flag=True, help="Show Python tracebacks.")
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+def predict_cmd(
+    bundle_dir: Path, model: str, top_k: int, ort_provider: str, debug: bool, images: tuple[Path, ...]
+) -> None:
+    """Print the top-k labels for each image using only the bundle (ONNX Runtime, numpy, Pillow; no torch).
+
+    \b
+    Example:
+      lfcc-pipeline predict --bundle runs/demo/bundle shoe.png shirt.jpg
+    """
+    from lfcc_pipeline.predict import BundleModel
+
+    if top_k < 1:
+        raise click.BadParameter("--top-k must be >= 1")
+    for p in BundleModel(bundle_dir, model, ort_provider).predict(list(images), top_k):
+        click.echo(f"{p.image}: " + ", ".join(f"{label} ({100 * prob:.1f}%)" for label, prob in p.top))
 
 
 @cli.command("models")

@@ -100,6 +100,7 @@ class BenchConfig:
     batch_size: int = 32  # throughput batch
     threads: int | None = None  # None: the runtime's default
     max_images: int | None = None  # cap on test images for accuracy (None: the whole test split)
+    ort_provider: str = "cpu"  # ONNX Runtime provider for ort-* targets: cpu | cuda | tensorrt
 
 
 @dataclass(frozen=True)
@@ -165,6 +166,7 @@ class RunConfig:
         if self.bench.max_images is not None:
             _positive("--bench-max-images", self.bench.max_images)
         _positive("--bench-batch", self.bench.batch_size)
+        _choice("--ort-provider", self.bench.ort_provider, ("cpu", "cuda", "tensorrt"))
         if self.bench.threads is not None:
             _positive("--threads", self.bench.threads)
         d = self.distill

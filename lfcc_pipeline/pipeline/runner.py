@@ -47,6 +47,10 @@ def preflight(cfg: RunConfig) -> None:
         reason = unavailable_reason(t)
         if reason:
             raise TargetUnavailable(reason)
+    if any(t.startswith("ort") for t in cfg.bench.targets):
+        from lfcc_pipeline.predict import ort_providers
+
+        ort_providers(cfg.bench.ort_provider)
     get_method(cfg.distill.method)
     resolve(cfg.models.teacher)
     resolve(cfg.models.student)

@@ -34,6 +34,11 @@ class OrtRunner(Runner):
             raise ArtifactError(
                 f"ONNX Runtime cannot load {onnx_path}: {str(e).splitlines()[0][:160]}", "re-export the model"
             ) from e
+        if providers[0] not in self.session.get_providers():  # ORT falls back to the CPU silently
+            raise TargetUnavailable(
+                f"ONNX Runtime could not use {providers[0]} here (active: {', '.join(self.session.get_providers())})",
+                "check the GPU, CUDA/cuDNN (and TensorRT) libraries, or use --ort-provider cpu",
+            )
         self.precision = precision
         self.input_name = self.session.get_inputs()[0].name
         self.device = self.session.get_providers()[0].replace("ExecutionProvider", "").lower()

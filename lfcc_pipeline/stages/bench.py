@@ -17,6 +17,7 @@ from lfcc_pipeline.models.weights import load_model
 from lfcc_pipeline.pipeline.config import RunConfig, as_dict
 from lfcc_pipeline.pipeline.env import probe
 from lfcc_pipeline.pipeline.stage import Stage, StageContext, StageResult
+from lfcc_pipeline.predict import ort_providers
 from lfcc_pipeline.runtimes.ort_runner import OrtRunner
 from lfcc_pipeline.runtimes.targets import parse_target
 from lfcc_pipeline.runtimes.torch_runner import TorchRunner
@@ -42,6 +43,7 @@ def _mb(path) -> float:
 def _candidates(cfg: RunConfig, ctx: StageContext) -> tuple[list[Candidate], torch.nn.Module, Normalization]:
     cands = []
     teacher_model = None
+    providers = ort_providers(cfg.bench.ort_provider) if any(t.startswith("ort") for t in cfg.bench.targets) else []
     for role, weights_rel, onnx_rel in (
         ("teacher", common.TEACHER_WEIGHTS, common.TEACHER_ONNX),
         ("student", common.STUDENT_WEIGHTS, common.STUDENT_ONNX),
@@ -59,7 +61,7 @@ def _candidates(cfg: RunConfig, ctx: StageContext) -> tuple[list[Candidate], tor
                 size = _mb(weights)
             else:
                 onnx_path = common.require(ctx.run_dir, onnx_rel, "export")
-                make = functools.partial(OrtRunner, onnx_path, "fp32", threads=cfg.bench.threads)
+                make = functools.partial(OrtRunner, onnx_path, "fp32", providers, threads=cfg.bench.threads)
                 size = _mb(onnx_path)
             cands.append(
                 Candidate(role, recipe.name, name, t.runtime, t.precision, make, _numpy_preprocess(norm), size, params)

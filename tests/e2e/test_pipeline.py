@@ -37,7 +37,7 @@ def test_report_has_teacher_and_student_rows_per_target(finished_run):
 
 def test_manifest_records_every_stage(finished_run):
     stages = _manifest(finished_run)
-    assert list(stages) == ["teacher", "distill", "export", "bench"]
+    assert list(stages) == ["teacher", "distill", "export", "bench", "bundle"]
     for name, entry in stages.items():
         assert entry["status"] == "done" and entry["fingerprint"] and entry["seconds"] >= 0, name
         for rel, digest in entry["outputs"].items():
@@ -50,7 +50,7 @@ def test_rerun_skips_every_stage(run_copy):
     r = cli("run", "--teacher", "test_vit", "--student", "test_resnet", "--method", "kd",
             "--target", "torch", "--target", "ort-fp32", "--out", str(run_copy), *FAST)  # fmt: skip
     assert r.returncode == 0, r.stderr
-    assert "skipped (up to date): teacher, distill, export, bench" in r.stderr
+    assert "skipped (up to date): teacher, distill, export, bench, bundle" in r.stderr
     assert "| student |" in r.stdout  # the table is printed again
     assert time.time() - t0 < 60
 

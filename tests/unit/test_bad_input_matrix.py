@@ -103,6 +103,7 @@ MATRIX = [
     ("--bench-batch", "0", "--bench-batch"),
     ("--bench-max-images", "0", "--bench-max-images"),
     ("--threads", "0", "--threads"),
+    ("--ort-provider", "tpu", "--ort-provider"),
     ("--stop-after", "deploy", "deploy"),
 ]
 METHOD_SPECIFIC = {"--lfcc-stages": "lfcc", "--lfcc-num-stages": "lfcc", "--ofa-stages": "ofa"}

@@ -1,0 +1,164 @@
+"""`lfcc-pipeline bench --model A --model B --data SPEC`: benchmark deployable files on this device.
+
+For a Jetson or GPU box that has the runtime but not the run directory: each --model is an ONNX
+file (run by ONNX Runtime with --ort-provider) or a TensorRT engine (with the JSON the build
+step writes beside it). Preprocessing, labels and the model's role come from the metadata the
+export embedded, so the report matches the pipeline's.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lfcc_pipeline.benchmark.report import write_report
+from lfcc_pipeline.benchmark.suite import Candidate, run_suite
+from lfcc_pipeline.data.preprocess import Preprocess
+from lfcc_pipeline.data.transforms import Normalization, to_float
+from lfcc_pipeline.errors import ArtifactError, ConfigError
+from lfcc_pipeline.pipeline.config import BenchConfig
+from lfcc_pipeline.pipeline.env import probe
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    path: Path
+    kind: str  # onnx | engine
+    role: str  # teacher | student
+    name: str
+    precision: str
+    preprocess: Preprocess
+    labels: list[str]
+    params: int | None
+
+
+def onnx_precision(path: Path) -> str:
+    """int8 if the graph has Q/DQ nodes, fp16 if most weights are FP16, else fp32."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    ops = {n.op_type for n in model.graph.node}
+    if {"QuantizeLinear", "DequantizeLinear"} & ops or {"QLinearConv", "ConvInteger", "MatMulInteger"} & ops:
+        return "int8"
+    types = [t.data_type for t in model.graph.initializer]
+    return "fp16" if types and sum(t == onnx.TensorProto.FLOAT16 for t in types) > len(types) / 2 else "fp32"
+
+
+def describe_model(path: Path) -> ModelFile:
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"model file {path} does not exist", "pass an .onnx file or a TensorRT .engine")
+    if path.suffix == ".onnx":
+        from lfcc_pipeline.models.onnx_export import read_metadata
+
+        try:
+            meta, kind, precision = read_metadata(path), "onnx", onnx_precision(path)
+        except Exception as e:  # onnx raises DecodeError and friends for non-ONNX files
+            raise ArtifactError(f"{path} is not a readable ONNX file ({type(e).__name__})", "re-export it") from e
+    elif path.suffix in (".engine", ".plan", ".trt"):
+        from lfcc_pipeline.runtimes.trt_engine import read_engine_meta
+
+        engine_meta = read_engine_meta(path)
+        meta, kind, precision = engine_meta.get("metadata", {}), "engine", engine_meta.get("precision", "unknown")
+    else:
+        raise ConfigError(f"cannot benchmark {path.name}", "pass .onnx files or TensorRT .engine files")
+    if "lfcc.preprocess" not in meta:
+        raise ArtifactError(
+            f"{path} carries no preprocessing metadata (not made by lfcc-pipeline, or its .json is missing)",
+            "benchmark files from a run directory (export/, calib/, engines/) or a bundle",
+        )
+    return ModelFile(
+        path=path, kind=kind, role=meta.get("lfcc.role", "student"), name=meta.get("lfcc.model", path.stem),
+        precision=precision, preprocess=Preprocess.from_dict(json.loads(meta["lfcc.preprocess"])),
+        labels=json.loads(meta.get("lfcc.labels", "[]")),
+        params=int(meta["lfcc.params"]) if "lfcc.params" in meta else None,
+    )  # fmt: skip
+
+
+def _runner_factory(m: ModelFile, providers: list[str], threads: int | None, cuda_graph: bool):
+    if m.kind == "engine":
+        from lfcc_pipeline.runtimes.trt_runner import TrtRunner
+
+        return functools.partial(TrtRunner, m.path, cuda_graph)
+    from lfcc_pipeline.runtimes.ort_runner import OrtRunner
+
+    return functools.partial(OrtRunner, m.path, m.precision, providers, threads)
+
+
+def bench_files(
+    paths: list[Path], data_spec: str, out_dir: Path, cfg: BenchConfig, provider: str = "cpu", cuda_graph: bool = False
+) -> list[dict[str, Any]]:
+    """Measure every model file on the test split of `data_spec`; write report.{json,md,png}."""
+    from lfcc_pipeline.data.loader import Batches
+    from lfcc_pipeline.data.sources import load_dataset
+    from lfcc_pipeline.data.specs import parse_data_spec
+    from lfcc_pipeline.predict import ort_providers
+
+    models = [describe_model(p) for p in paths]
+    sizes = {m.preprocess.img_size for m in models}
+    if len(sizes) != 1:
+        raise ConfigError(f"the models expect different image sizes {sorted(sizes)}", "benchmark them separately")
+    size = sizes.pop()
+    ds = load_dataset(parse_data_spec(data_spec), 0.1, 0)
+    labels = {tuple(m.labels) for m in models if m.labels}
+    if labels and len(ds.classes) != len(next(iter(labels))):
+        raise ConfigError(f"the models predict {len(next(iter(labels)))} classes, {data_spec} has {ds.num_classes}",
+                          "benchmark on the dataset the models were trained for")  # fmt: skip
+    split = ds.test
+    if cfg.max_images is not None and cfg.max_images < len(split):
+        split = split.subset(np.arange(cfg.max_images))
+    test = Batches(split, 64, train=False, img_size=size)
+
+    def data():
+        for x, y in test:
+            yield to_float(x, size), y
+
+    providers = ort_providers(provider) if any(m.kind == "onnx" for m in models) else []
+    cands = []
+    for m in models:
+        norm = Normalization(m.preprocess.mean, m.preprocess.std)
+        target = f"{'trt' if m.kind == 'engine' else 'ort'}-{m.precision}"
+        cands.append(Candidate(
+            m.role, m.name, target, "trt" if m.kind == "engine" else "ort", m.precision,
+            _runner_factory(m, providers, cfg.threads, cuda_graph),
+            lambda raw, n=norm: n(raw).numpy().astype(np.float32, copy=False),
+            m.path.stat().st_size / 1e6, (m.params or 0) / 1e6, note=m.path.name,
+        ))  # fmt: skip
+    reference = _teacher_reference(models, cands, data)
+    rows = run_suite(cands, data, len(test), reference, cfg)
+    info = {"spec": ds.name, "split": "test", "images": len(split), "img_size": size,
+            "classes": ds.num_classes, "throughput_batch": cfg.batch_size, "ort_providers": providers}  # fmt: skip
+    env = probe()
+    if torch.cuda.is_available():
+        env["driver"] = _nvidia_driver()
+    write_report(out_dir, rows, env, info)
+    return rows
+
+
+def _teacher_reference(models, cands, data) -> torch.Tensor | None:
+    """Agreement is measured against a teacher given in FP32 (ONNX), if any."""
+    for m, c in zip(models, cands, strict=True):
+        if m.role == "teacher" and m.precision == "fp32":
+            runner = c.make_runner()
+            return torch.cat([torch.from_numpy(runner(c.preprocess(raw))) for raw, _ in data()])
+    return None
+
+
+def _nvidia_driver() -> str | None:
+    import shutil
+    import subprocess
+
+    if shutil.which("nvidia-smi") is None:
+        return None
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10).stdout  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.strip().splitlines()[0] if out.strip() else None

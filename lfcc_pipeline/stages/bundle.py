@@ -1,0 +1,97 @@
+"""Stage `bundle`: what an app needs to ship the student, runnable with ONNX Runtime alone."""
+
+from __future__ import annotations
+
+import json
+
+from lfcc_pipeline.data.preprocess import Preprocess
+from lfcc_pipeline.models.onnx_export import read_metadata
+from lfcc_pipeline.pipeline.atomic import write_bytes, write_json, write_text
+from lfcc_pipeline.pipeline.config import RunConfig
+from lfcc_pipeline.pipeline.stage import Stage, StageContext, StageResult
+from lfcc_pipeline.stages import common
+
+# run-directory file -> name in the bundle (optional ones are copied where calibrate made them)
+MODELS = {
+    common.STUDENT_ONNX: "student.onnx",
+    "calib/student.int8.cpu.onnx": "student.int8.onnx",
+    "calib/student.fp16.onnx": "student.fp16.onnx",
+    "calib/student.int8.trt.onnx": "student.int8.qdq.onnx",
+}
+README = """# {name} — student model bundle
+
+Made by lfcc-pipeline from teacher `{teacher}` ({method} distillation) on `{data}`.
+
+| file | what |
+| --- | --- |
+{rows}| preprocess.json | how to turn an image into the model input |
+| labels.json | class names, index = output position |
+
+Input `{input}`: float32 NCHW (N, 3, {size}, {size}), RGB, scaled by 1/255, normalised with the mean
+and std below; output `{output}`: logits (N, {classes}).
+
+```json
+{pre}
+```
+
+Run it with ONNX Runtime, numpy and Pillow only:
+
+```python
+import json, numpy as np, onnxruntime as ort
+from PIL import Image
+
+pre = json.load(open("preprocess.json")); labels = json.load(open("labels.json"))
+im = Image.open("image.jpg").convert("RGB").resize((pre["img_size"], pre["img_size"]), Image.BILINEAR)
+x = (np.asarray(im, np.float32) * pre["scale"] - pre["mean"]) / pre["std"]
+x = x.transpose(2, 0, 1)[None].astype(np.float32)
+session = ort.InferenceSession("student.onnx", providers=["CPUExecutionProvider"])
+logits = session.run(None, {{"{input}": x}})[0][0]
+print(labels[int(logits.argmax())])
+```
+
+(`resize` is "{resize}" here: {resize_note}.) Or: `lfcc-pipeline predict --bundle . image.jpg`.
+"""
+WHAT = {
+    "student.onnx": "the student, FP32",
+    "student.int8.onnx": "INT8 for ONNX Runtime on CPUs",
+    "student.fp16.onnx": "FP16 weights and activations (FP32 I/O), e.g. for GPUs",
+    "student.int8.qdq.onnx": "INT8 Q/DQ for TensorRT (build the engine on the device)",
+}
+
+
+def config_slice(cfg: RunConfig) -> dict:
+    return {"bundle": 1}
+
+
+def run(cfg: RunConfig, ctx: StageContext) -> StageResult:
+    src = common.require(ctx.run_dir, common.STUDENT_ONNX, "export")
+    meta = read_metadata(src)
+    pre = Preprocess.from_dict(json.loads(meta["lfcc.preprocess"]))
+    labels = json.loads(meta["lfcc.labels"])
+    outputs, rows = [], ""
+    for rel, name in MODELS.items():
+        path = ctx.path(rel)
+        if path.is_file():
+            write_bytes(ctx.path(f"bundle/{name}"), path.read_bytes())
+            outputs.append(f"bundle/{name}")
+            rows += f"| {name} | {WHAT[name]} ({path.stat().st_size / 1e6:.1f} MB) |\n"
+    write_json(ctx.path("bundle/preprocess.json"), json.loads(pre.to_json()))
+    write_json(ctx.path("bundle/labels.json"), labels)
+    resize_note = (
+        "the whole image is resized to img_size x img_size"
+        if pre.resize == "stretch"
+        else f"the shorter side is resized to img_size / {pre.crop_pct} and the centre img_size square is cropped"
+    )
+    write_text(
+        ctx.path("bundle/README.md"),
+        README.format(
+            name=meta.get("lfcc.model", "student"), teacher=cfg.models.teacher, method=cfg.distill.method,
+            data=cfg.data.spec, rows=rows, input="input", output="logits", size=pre.img_size, classes=len(labels),
+            pre=pre.to_json(), resize=pre.resize, resize_note=resize_note,
+        ),
+    )  # fmt: skip
+    outputs += ["bundle/preprocess.json", "bundle/labels.json", "bundle/README.md"]
+    return StageResult(outputs=outputs, summary=f"bundle: {len(outputs) - 3} model(s) in {ctx.path('bundle')}")
+
+
+STAGE = Stage("bundle", ("export",), run, config_slice, help="write bundle/ for apps (ONNX, preprocess, labels)")
