@@ -284,3 +284,17 @@ def test_bad_option_values_are_config_errors(change, flag):
 
     with pytest.raises(ConfigError, match=flag):
         RunConfig(distill=DistillConfig(**change)).validate()
+
+
+def test_cli_flags_reach_the_config():
+    from lfcc_pipeline.cli import config_from_options, run_cmd
+
+    args = ["--cakd-pca-weight", "2", "--cakd-gl-weight", "0.5", "--cakd-replace-prob", "0.25", "--cakd-multiview",
+            "--cakd-adv-weight", "0.3", "--tas-nce-weight", "0.7", "--tas-dim", "64", "--tas-temperature", "0.2",
+            "--tas-split", "2:-2"]  # fmt: skip
+    d = config_from_options(run_cmd.make_context("run", args).params).distill
+    assert (d.cakd_pca_weight, d.cakd_gl_weight, d.cakd_replace_prob, d.cakd_multiview, d.cakd_adv_weight) == (
+        2.0, 0.5, 0.25, True, 0.3)  # fmt: skip
+    assert (d.tas_nce_weight, d.tas_dim, d.tas_temperature, d.tas_split) == (0.7, 64, 0.2, (2, -2))
+    defaults = config_from_options(run_cmd.make_context("run", []).params).distill
+    assert defaults == DistillConfig()  # the CLI's defaults are the library's
