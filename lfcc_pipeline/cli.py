@@ -228,6 +228,12 @@ def shared_options(fn):
         click.option(
             "--cakd-adv-weight", type=float, default=0.1, show_default=True, help="CAKD adversarial gradient factor."
         ),
+        click.option(
+            "--cakd-taps",
+            default=None,
+            metavar="T:S",
+            help="CAKD: the teacher and student taps the projectors align. [default: the last of each]",
+        ),
         click.option("--tas-nce-weight", type=float, default=1.0, show_default=True, help="TAS InfoNCE weight."),
         click.option("--tas-dim", type=int, default=128, show_default=True, help="TAS embedding size."),
         click.option("--tas-temperature", type=float, default=0.1, show_default=True, help="TAS InfoNCE temperature."),
@@ -297,6 +303,7 @@ def config_from_options(o: dict[str, Any]) -> RunConfig:
             cakd_replace_prob=o["cakd_replace_prob"],
             cakd_multiview=o["cakd_multiview"],
             cakd_adv_weight=o["cakd_adv_weight"],
+            cakd_taps=_pair(o["cakd_taps"]),
             tas_nce_weight=o["tas_nce_weight"],
             tas_dim=o["tas_dim"],
             tas_temperature=o["tas_temperature"],

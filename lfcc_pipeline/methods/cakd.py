@@ -5,17 +5,21 @@ open, the choice is ours and marked (ours) here and in the README.
 
 Two projectors map the student's last feature map (timm's last tap, NCHW for every family) into two
 spaces of the teacher's last layer, whose token grid sets the resolution (the student's map is
-average-pooled or bilinearly resized to it):
+average-pooled or bilinearly resized to it). `cakd_taps` picks other taps: at small inputs a
+stride-32 CNN teacher's last map is 1 x 1, where attention maps say nothing.
 
 - PCA, the partially cross attention projector: three 3x3 convs turn the student map into Q, K, V
   with the teacher's head layout. The teacher's Q, K, V come from the qkv projection of its last
   attention block (timm's global `Attention`: ViT, DeiT); teachers without one (CNNs, Swin's window
   attention, MLPs) stand in their LayerNorm-ed last feature map for Q = K = V, split into heads of
-  64 channels (ours). While training, g(.) replaces each entry of the student's Q, K and V by the
-  teacher's with probability `cakd_replace_prob` (ours: 0.5, entry by entry, on Q, K and V). Loss:
-  the squared Frobenius distance between the attention maps softmax(QK^T/sqrt(d)) plus that between
-  the value relations softmax(VV^T/sqrt(d)) (ours: the softmax on the value relation, so both terms
-  are maps of row distributions on one scale), averaged over heads and samples.
+  64 channels, and both sides' maps then leave out each token's relation to itself, which would
+  otherwise dominate every row (ours). While training, g(.) replaces each entry of the student's
+  Q, K and V by the teacher's with probability `cakd_replace_prob` (ours: 0.5, entry by entry, on
+  Q, K and V). Loss: the squared L2 distance between matching rows of the attention maps
+  softmax(QK^T/sqrt(d)) plus the same for the value relations softmax(VV^T/sqrt(d)), averaged over
+  rows, heads and samples (ours: the softmax on the value relation, so both terms compare row
+  distributions, and the average over rows, where the paper's squared norm sums the whole N x N
+  map and so grows with the token count).
 - GL, the group-wise linear projector: one linear map shared by every group of positions takes a
   student position to the r x r teacher tokens it covers (r = stride ratio, student coarser) or an
   r x r group of student positions to one teacher token (student finer); MSE to the teacher's last
@@ -60,15 +64,19 @@ def heads_of(x: torch.Tensor, heads: int) -> torch.Tensor:
     return x.reshape(b, heads, c // heads, h * w).transpose(-2, -1)
 
 
-def relation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """softmax(a b^T / sqrt(d)) over the last axis, in float32."""
+def relation(a: torch.Tensor, b: torch.Tensor, exclude_self: bool = False) -> torch.Tensor:
+    """softmax(a b^T / sqrt(d)) over the last axis, in float32; `exclude_self`: each row over the other tokens."""
     a, b = a.float(), b.float()
-    return F.softmax(a @ b.transpose(-2, -1) * a.shape[-1] ** -0.5, dim=-1)
+    logits = a @ b.transpose(-2, -1) * a.shape[-1] ** -0.5
+    if exclude_self and logits.shape[-1] > 1:
+        eye = torch.eye(logits.shape[-1], dtype=torch.bool, device=logits.device)
+        logits = logits.masked_fill(eye, float("-inf"))
+    return F.softmax(logits, dim=-1)
 
 
-def map_distance(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    """||p - q||_F^2 over the last two axes (N x N maps), averaged over samples and heads."""
-    return (p - q).pow(2).sum(dim=(-2, -1)).mean()
+def row_distance(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """Squared L2 distance between matching rows (summed over keys), averaged over rows, heads and samples."""
+    return (p - q).pow(2).sum(dim=-1).mean()
 
 
 def partial_replace(student: torch.Tensor, teacher: torch.Tensor, prob: float) -> torch.Tensor:
@@ -80,11 +88,14 @@ def partial_replace(student: torch.Tensor, teacher: torch.Tensor, prob: float) -
 
 
 def pca_loss(
-    qkv_s: tuple[torch.Tensor, torch.Tensor, torch.Tensor], qkv_t: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+    qkv_s: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    qkv_t: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    exclude_self: bool = False,
 ) -> torch.Tensor:
     """Attention-map term plus value-relation term; every tensor (B, heads, N, d)."""
     (qs, ks, vs), (qt, kt, vt) = qkv_s, qkv_t
-    return map_distance(relation(qs, ks), relation(qt, kt)) + map_distance(relation(vs, vs), relation(vt, vt))
+    attention = row_distance(relation(qs, ks, exclude_self), relation(qt, kt, exclude_self))
+    return attention + row_distance(relation(vs, vs, exclude_self), relation(vt, vt, exclude_self))
 
 
 def _divides(small: int, big: int) -> int:
@@ -161,11 +172,12 @@ def _global_attention(teacher: nn.Module, module_name: str) -> nn.Module | None:
 class CAKD(Distiller):
     name = "cakd"
     options = ("ce_weight", "cakd_pca_weight", "cakd_gl_weight", "cakd_replace_prob", "cakd_multiview",
-               "cakd_adv_weight")  # fmt: skip
+               "cakd_adv_weight", "cakd_taps")  # fmt: skip
 
     def __init__(self, student: nn.Module, teacher: nn.Module, cfg: DistillConfig, label_smoothing: float = 0.0):
         super().__init__(student, teacher, cfg, label_smoothing)
-        (self.t_tap,), (self.s_tap,) = normalize_indices(teacher, [-1]), normalize_indices(student, [-1])
+        t_tap, s_tap = cfg.cakd_taps or (-1, -1)
+        (self.t_tap,), (self.s_tap,) = normalize_indices(teacher, [t_tap]), normalize_indices(student, [s_tap])
         c_t, c_s = tap_channels(teacher)[self.t_tap], tap_channels(student)[self.s_tap]
         attn = _global_attention(teacher, feature_info(teacher)[self.t_tap]["module"])
         self._t_attn = [attn] if attn is not None else []  # a part of the teacher: kept out of the module tree
@@ -230,7 +242,7 @@ class CAKD(Distiller):
         projected = self.gl(s_map, grid).float().permute(0, 2, 3, 1)
         losses = {
             "loss_ce": self.cfg.ce_weight * self.ce(logits[:b], labels),
-            "loss_pca": self.cfg.cakd_pca_weight * pca_loss(tuple(qkv_s), qkv_t),
+            "loss_pca": self.cfg.cakd_pca_weight * pca_loss(tuple(qkv_s), qkv_t, exclude_self=not self._t_attn),
             "loss_gl": self.cfg.cakd_gl_weight * F.mse_loss(projected, target),
         }
         if multiview:

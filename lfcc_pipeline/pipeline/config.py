@@ -82,6 +82,7 @@ class DistillConfig:
     cakd_replace_prob: float = 0.5  # chance that an entry of the student's Q/K/V is replaced by the teacher's
     cakd_multiview: bool = False  # multi-view robust training (a second augmented view + a discriminator)
     cakd_adv_weight: float = 0.1  # gradient-reversal factor from the discriminator into the student
+    cakd_taps: tuple[int, int] | None = None  # (teacher tap, student tap) the projectors align; None: the last
     tas_nce_weight: float = 1.0  # InfoNCE on pooled features, per pair (teacher-assistant-student)
     tas_dim: int = 128
     tas_temperature: float = 0.1

@@ -57,6 +57,16 @@ def test_relation_rows_are_distributions_and_use_the_scaled_dot_product():
     assert torch.allclose(r, F.softmax(q @ k.transpose(1, 2) / 6**0.5, dim=-1))
 
 
+def test_relation_can_leave_out_each_tokens_relation_to_itself():
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 3, 5, 64, generator=g)
+    assert relation(x, x).diagonal(dim1=-2, dim2=-1).mean() > 0.9  # self-affinity swamps the rows
+    r = relation(x, x, exclude_self=True)
+    assert torch.all(r.diagonal(dim1=-2, dim2=-1) == 0) and torch.allclose(r.sum(-1), torch.ones(2, 3, 5))
+    one = torch.randn(1, 1, 1, 8)
+    assert torch.equal(relation(one, one, exclude_self=True), torch.ones(1, 1, 1, 1))  # a single token: no NaN
+
+
 def test_partial_replace_swaps_about_the_requested_share_of_entries():
     s, t = torch.zeros(20000), torch.ones(20000)
     assert torch.equal(partial_replace(s, t, 0.0), s)
@@ -138,6 +148,16 @@ def test_cakd_without_teacher_attention_uses_its_feature_map():
     t_map, (q, k, v) = d.teacher_spaces(torch.randn(2, 3, 64, 64))
     assert t_map.shape == (2, 96, 2, 2) and q.shape == (2, d.heads, 4, 96 // d.heads)
     assert torch.equal(q, k) and torch.equal(k, v)
+
+
+def test_cakd_taps_choose_the_aligned_maps():
+    t, s = models("test_resnet", "test_vit")
+    d = CAKD(s, t, DistillConfig(method="cakd", cakd_taps=(-2, 2)))
+    assert (d.t_tap, d.s_tap) == (3, 2)
+    t_map, (q, _, _) = d.teacher_spaces(torch.randn(2, 3, 32, 32))
+    assert t_map.shape == (2, 192, 2, 2) and q.shape[2] == 4  # layer3: 2 x 2 tokens where layer4 has 1
+    x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))
+    assert d.train()(x, x, y)[1]["loss_pca"] > 0
 
 
 def test_cakd_multiview_adds_views_and_an_adversarial_loss():
@@ -291,10 +311,11 @@ def test_cli_flags_reach_the_config():
 
     args = ["--cakd-pca-weight", "2", "--cakd-gl-weight", "0.5", "--cakd-replace-prob", "0.25", "--cakd-multiview",
             "--cakd-adv-weight", "0.3", "--tas-nce-weight", "0.7", "--tas-dim", "64", "--tas-temperature", "0.2",
-            "--tas-split", "2:-2"]  # fmt: skip
+            "--cakd-taps", "-2:3", "--tas-split", "2:-2"]  # fmt: skip
     d = config_from_options(run_cmd.make_context("run", args).params).distill
     assert (d.cakd_pca_weight, d.cakd_gl_weight, d.cakd_replace_prob, d.cakd_multiview, d.cakd_adv_weight) == (
         2.0, 0.5, 0.25, True, 0.3)  # fmt: skip
+    assert d.cakd_taps == (-2, 3)
     assert (d.tas_nce_weight, d.tas_dim, d.tas_temperature, d.tas_split) == (0.7, 64, 0.2, (2, -2))
     defaults = config_from_options(run_cmd.make_context("run", []).params).distill
     assert defaults == DistillConfig()  # the CLI's defaults are the library's

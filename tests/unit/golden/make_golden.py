@@ -62,6 +62,7 @@ def extra_values(t: dict[str, torch.Tensor]) -> dict[str, float]:
     teacher = (t["teacher_logits"], t["z_teacher"])
     return {
         "cakd_pca": pca_loss(tuple(t["qkv_student"]), tuple(t["qkv_teacher"])).item(),
+        "cakd_pca_no_self": pca_loss(tuple(t["qkv_student"]), tuple(t["qkv_teacher"]), exclude_self=True).item(),
         "cakd_align_up_sum": align_grid(t["feature_map"], (11, 13)).sum().item(),
         "cakd_align_down_sq_sum": align_grid(t["feature_map"], (3, 5)).pow(2).sum().item(),
         "tas_transfer": transfer_loss(logits, teacher, t["labels"], 1.5, 1.0, 0.1, 1.0, 0.5).item(),
