@@ -1,7 +1,7 @@
 """Distillation methods side by side: one teacher, one student, the same budget, several seeds.
 
     make fashion-mnist                        # Debian's dataset-fashion-mnist (full Fashion-MNIST)
-    python benchmarks/compare_methods.py      # CPU default: about 40 minutes on 2 cores
+    python benchmarks/compare_methods.py      # CPU default (6 methods x 3 seeds): about 70 minutes on 2 cores
 
 The teacher is trained once through the pipeline (`lfcc-pipeline teacher`), then every
 (method, seed) distills a fresh student from it with `--teacher-weights ... --teacher-epochs 0`
@@ -69,7 +69,7 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=None)
     ap.add_argument("--preset", default=None, help="cifar100 | imagenet (the papers' recipes)")
-    ap.add_argument("--methods", default="none,kd,ofa,lfcc")
+    ap.add_argument("--methods", default="none,kd,ofa,lfcc,cakd,tas")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--runs", type=Path, default=HERE / ".runs" / "compare")
     ap.add_argument("--out", type=Path, default=RESULTS)
@@ -81,7 +81,11 @@ def main() -> None:
     overrides = {}
     for item in args.set:
         key, value = item.split("=", 1)
-        overrides[key] = type(getattr(DistillConfig(), key) or 0.0)(value)
+        default = getattr(DistillConfig(), key)
+        if isinstance(default, bool):
+            overrides[key] = value.lower() in ("1", "true", "yes", "on")
+        else:
+            overrides[key] = type(default or 0.0)(value)
 
     t0 = time.perf_counter()
     base = base_config(args)

@@ -85,12 +85,19 @@ def _pairs(value: str | None) -> tuple[tuple[int, int], ...] | None:
         raise click.BadParameter(f"{value!r} is not a list of TEACHER:STUDENT tap indices like 3:1,7:2") from None
 
 
+def _pair(value: str | None) -> tuple[int, int] | None:
+    pairs = _pairs(value)
+    if pairs is not None and len(pairs) != 1:
+        raise click.BadParameter(f"{value!r} is not one TEACHER:STUDENT pair of tap indices like 2:3")
+    return pairs[0] if pairs else None
+
+
 def shared_options(fn):
     """Options shared by `run` and the stage commands (DESIGN.md section 4)."""
     opts = [
         click.option("--teacher", default="deit_s", show_default=True, help="Teacher: short name or any timm name."),
         click.option("--student", default="resnet18", show_default=True, help="Student: short name or timm name."),
-        click.option("--method", default="lfcc", show_default=True, help="Distillation method: lfcc, kd, ofa, none."),
+        click.option("--method", default="lfcc", show_default=True, help="Method: lfcc, ofa, cakd, tas, kd, none."),
         click.option(
             "--target",
             "targets",
@@ -201,6 +208,48 @@ def shared_options(fn):
             metavar="I,...",
             help="Student taps with OFA branches (feature_info indices). [default: 4 spread over depth]",
         ),
+        click.option(
+            "--cakd-pca-weight",
+            type=float,
+            default=1.0,
+            show_default=True,
+            help="CAKD attention-projector loss weight.",
+        ),
+        click.option(
+            "--cakd-gl-weight", type=float, default=1.0, show_default=True, help="CAKD group-wise linear loss weight."
+        ),
+        click.option(
+            "--cakd-replace-prob",
+            type=float,
+            default=0.5,
+            show_default=True,
+            help="CAKD: chance that an entry of the student's Q/K/V is replaced by the teacher's.",
+        ),
+        click.option(
+            "--cakd-multiview/--no-cakd-multiview",
+            default=False,
+            show_default=True,
+            help="CAKD multi-view robust training (augmented views + discriminator; twice the compute).",
+        ),
+        click.option(
+            "--cakd-adv-weight", type=float, default=0.1, show_default=True, help="CAKD adversarial gradient factor."
+        ),
+        click.option(
+            "--cakd-taps",
+            default=None,
+            metavar="T:S",
+            help="CAKD: the teacher and student taps the projectors align. [default: the last of each]",
+        ),
+        click.option("--tas-nce-weight", type=float, default=1.0, show_default=True, help="TAS InfoNCE weight."),
+        click.option("--tas-dim", type=int, default=128, show_default=True, help="TAS embedding size."),
+        click.option("--tas-temperature", type=float, default=0.1, show_default=True, help="TAS InfoNCE temperature."),
+        click.option(
+            "--tas-split",
+            default=None,
+            metavar="T:S",
+            help="TAS assistant: teacher tap its teacher part starts after, student tap feeding the bridge. "
+            "[default: the end of the third of four stages]",
+        ),
         click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset."),
         click.option("--exporter", default="torchscript", show_default=True, help=" | ".join(EXPORTERS)),
         click.option("--bench-iters", type=int, default=100, show_default=True, help="Timed calls per latency figure."),
@@ -268,6 +317,16 @@ def config_from_options(o: dict[str, Any]) -> RunConfig:
             ofa_eps=o["ofa_eps"],
             ofa_temperature=o["ofa_temperature"],
             ofa_stages=_int_list(o["ofa_stages"]),
+            cakd_pca_weight=o["cakd_pca_weight"],
+            cakd_gl_weight=o["cakd_gl_weight"],
+            cakd_replace_prob=o["cakd_replace_prob"],
+            cakd_multiview=o["cakd_multiview"],
+            cakd_adv_weight=o["cakd_adv_weight"],
+            cakd_taps=_pair(o["cakd_taps"]),
+            tas_nce_weight=o["tas_nce_weight"],
+            tas_dim=o["tas_dim"],
+            tas_temperature=o["tas_temperature"],
+            tas_split=_pair(o["tas_split"]),
         ),
         export=ExportConfig(opset=o["opset"], exporter=o["exporter"]),
         bench=BenchConfig(

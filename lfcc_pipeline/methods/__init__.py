@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from lfcc_pipeline.errors import ConfigError
 from lfcc_pipeline.methods.base import Distiller
+from lfcc_pipeline.methods.cakd import CAKD
 from lfcc_pipeline.methods.kd import LogitKD
 from lfcc_pipeline.methods.lfcc import LFCC
 from lfcc_pipeline.methods.none import NoDistillation
 from lfcc_pipeline.methods.ofa import OFA
+from lfcc_pipeline.methods.tas import TAS
 
-METHODS: dict[str, type[Distiller]] = {m.name: m for m in (LFCC, OFA, LogitKD, NoDistillation)}
+METHODS: dict[str, type[Distiller]] = {m.name: m for m in (LFCC, OFA, CAKD, TAS, LogitKD, NoDistillation)}
 PLANNED: tuple[str, ...] = ()  # named in the CLI contract, not yet built
 
 

@@ -79,6 +79,16 @@ class DistillConfig:
     ofa_eps: float = 1.5
     ofa_temperature: float = 1.0
     ofa_stages: tuple[int, ...] | None = None
+    cakd_pca_weight: float = 1.0  # partially cross attention projector: attention maps + value relations
+    cakd_gl_weight: float = 1.0  # group-wise linear projector: MSE to the teacher's last feature map
+    cakd_replace_prob: float = 0.5  # chance that an entry of the student's Q/K/V is replaced by the teacher's
+    cakd_multiview: bool = False  # multi-view robust training (a second augmented view + a discriminator)
+    cakd_adv_weight: float = 0.1  # gradient-reversal factor from the discriminator into the student
+    cakd_taps: tuple[int, int] | None = None  # (teacher tap, student tap) the projectors align; None: the last
+    tas_nce_weight: float = 1.0  # InfoNCE on pooled features, per pair (teacher-assistant-student)
+    tas_dim: int = 128
+    tas_temperature: float = 0.1
+    tas_split: tuple[int, int] | None = None  # (teacher tap the assistant's teacher part starts after, student tap)
 
 
 @dataclass(frozen=True)
@@ -170,10 +180,11 @@ class RunConfig:
         if self.bench.threads is not None:
             _positive("--threads", self.bench.threads)
         d = self.distill
-        for name in ("ce_weight", "kd_weight", "lfcc_weight", "ofa_weight"):
+        for name in ("ce_weight", "kd_weight", "lfcc_weight", "ofa_weight", "cakd_pca_weight", "cakd_gl_weight",
+                     "cakd_adv_weight", "tas_nce_weight"):  # fmt: skip
             if getattr(d, name) < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 0", f"got {getattr(d, name)}")
-        for name in ("kd_temperature", "lfcc_temperature", "ofa_temperature"):
+        for name in ("kd_temperature", "lfcc_temperature", "ofa_temperature", "tas_temperature"):
             _positive(f"--{name.replace('_', '-')}", getattr(d, name))
         _positive("--lfcc-dim", d.lfcc_dim)
         _positive("--lfcc-num-stages", d.lfcc_num_stages)
@@ -181,6 +192,9 @@ class RunConfig:
             raise ConfigError("--lfcc-scales must be positive grid sizes", "e.g. --lfcc-scales 1,2,4")
         if d.ofa_eps < 1:
             raise ConfigError(f"--ofa-eps must be >= 1, got {d.ofa_eps}", "the OFA-KD papers use 1.0 to 1.6")
+        if not 0 <= d.cakd_replace_prob < 1:
+            raise ConfigError(f"--cakd-replace-prob must be in [0, 1), got {d.cakd_replace_prob}", "0.5 is the default")
+        _positive("--tas-dim", d.tas_dim)
         return self
 
 

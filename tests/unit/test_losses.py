@@ -175,5 +175,5 @@ def test_training_only_modules_never_reach_the_student():
 
 
 def test_every_method_is_registered():
-    assert set(METHODS) == {"none", "kd", "ofa", "lfcc"}
+    assert set(METHODS) == {"none", "kd", "ofa", "lfcc", "cakd", "tas"}
     assert get_method("lfcc") is LFCC
