@@ -96,6 +96,15 @@ MATRIX = [
     ("--ofa-eps", "0.5", "--ofa-eps"),
     ("--ofa-temperature", "0", "--ofa-temperature"),
     ("--ofa-stages", "x", "comma-separated"),
+    ("--cakd-pca-weight", "-1", "--cakd-pca-weight"),
+    ("--cakd-gl-weight", "-1", "--cakd-gl-weight"),
+    ("--cakd-adv-weight", "-1", "--cakd-adv-weight"),
+    ("--cakd-replace-prob", "1.5", "--cakd-replace-prob"),
+    ("--cakd-taps", "1:2,3:4", "one TEACHER:STUDENT pair"),
+    ("--tas-nce-weight", "-1", "--tas-nce-weight"),
+    ("--tas-dim", "0", "--tas-dim"),
+    ("--tas-temperature", "0", "--tas-temperature"),
+    ("--tas-split", "x", "TEACHER:STUDENT"),
     ("--opset", "9", "--opset"),
     ("--exporter", "tflite", "--exporter"),
     ("--bench-iters", "0", "--bench-iters"),
@@ -106,8 +115,14 @@ MATRIX = [
     ("--ort-provider", "tpu", "--ort-provider"),
     ("--stop-after", "deploy", "deploy"),
 ]
-METHOD_SPECIFIC = {"--lfcc-stages": "lfcc", "--lfcc-num-stages": "lfcc", "--ofa-stages": "ofa"}
-EXTRA = [("--lfcc-stages", "99:1", "out of range", "lfcc"), ("--ofa-stages", "99", "out of range", "ofa")]
+METHOD_SPECIFIC = {"--lfcc-stages": "lfcc", "--lfcc-num-stages": "lfcc", "--ofa-stages": "ofa", "--cakd-taps": "cakd",
+                   "--tas-split": "tas"}  # fmt: skip
+EXTRA = [
+    ("--lfcc-stages", "99:1", "out of range", "lfcc"),
+    ("--ofa-stages", "99", "out of range", "ofa"),
+    ("--cakd-taps", "99:1", "out of range", "cakd"),
+    ("--tas-split", "1:99", "out of range", "tas"),
+]
 
 
 @pytest.fixture(scope="module")
