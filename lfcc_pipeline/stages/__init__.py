@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from lfcc_pipeline.pipeline.stage import Stage
-from lfcc_pipeline.stages import bench, distill, export, teacher
+from lfcc_pipeline.stages import bench, calibrate, distill, export, teacher
 
-ORDER: tuple[Stage, ...] = (teacher.STAGE, distill.STAGE, export.STAGE, bench.STAGE)
+ORDER: tuple[Stage, ...] = (teacher.STAGE, distill.STAGE, export.STAGE, calibrate.STAGE, bench.STAGE)
 BY_NAME: dict[str, Stage] = {s.name: s for s in ORDER}
