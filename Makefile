@@ -6,7 +6,7 @@ TORCH ?= torch==2.14.1 torchvision==0.29.1
 BIN := $(VENV)/bin
 DEMO_OUT ?= runs/demo
 
-.PHONY: setup demo test lint format fashion-mnist clean
+.PHONY: setup demo test lint format fashion-mnist test-modelopt clean
 
 setup: $(VENV)/.installed
 
@@ -37,5 +37,13 @@ format: setup
 fashion-mnist:
 	test -d /usr/share/datasets/fashion-mnist || (apt-get update && apt-get install -y dataset-fashion-mnist)
 
+# Optional: the calibration tests with NVIDIA ModelOpt, in a second venv (ModelOpt pins onnxruntime-gpu
+# ~1.24 and onnx ~1.21, so it does not go into the CI venv). Not part of `make test`.
+test-modelopt:
+	test -x .venv-modelopt/bin/python || $(PYTHON) -m venv .venv-modelopt
+	.venv-modelopt/bin/pip install --quiet $(TORCH)
+	.venv-modelopt/bin/pip install --quiet -e ".[dev,modelopt]"
+	.venv-modelopt/bin/pytest -q tests/unit/test_calib_graphs.py tests/e2e/test_calibrate.py
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-modelopt runs .pytest_cache .ruff_cache

@@ -13,12 +13,15 @@ import click
 from lfcc_pipeline import __version__
 from lfcc_pipeline.errors import LfccError
 from lfcc_pipeline.pipeline.config import (
+    CALIB_METHODS,
+    CALIB_TOOLS,
     DEVICES,
     EXPORTERS,
     OPTIMIZERS,
     PRECISIONS,
     TARGETS,
     BenchConfig,
+    CalibConfig,
     DataConfig,
     DistillConfig,
     ExportConfig,
@@ -29,7 +32,7 @@ from lfcc_pipeline.pipeline.config import (
 )
 from lfcc_pipeline.progress import setup_logging
 
-STAGE_NAMES = ("teacher", "distill", "export", "bench")
+STAGE_NAMES = ("teacher", "distill", "export", "calibrate", "bench")
 
 
 class Cli(click.Group):
@@ -268,12 +271,76 @@ def shared_options(fn):
             is_flag=True,
             help="Fail instead of rerunning a stage whose artifact changed since it was written.",
         ),
+        *calib_options(),
         click.option("--force", is_flag=True, help="Rerun every stage, ignoring finished ones and checkpoints."),
         click.option("--debug", is_flag=True, help="Show Python tracebacks."),
     ]
     for opt in reversed(opts):
         fn = opt(fn)
     return fn
+
+
+def calib_options() -> list:
+    """Options of the calibrate stage (INT8 Q/DQ and FP16 models) and the INT8 accuracy gate."""
+    return [
+        click.option(
+            "--calib-size", type=int, default=512, show_default=True, help="Calibration images (per class evenly)."
+        ),
+        click.option("--calib-method", default="entropy", show_default=True, help=" | ".join(CALIB_METHODS)),
+        click.option(
+            "--calib-percentile", type=float, default=99.99, show_default=True, help="For --calib-method percentile."
+        ),
+        click.option("--calib-batch", type=int, default=32, show_default=True, help="Calibration batch size."),
+        click.option(
+            "--calib-tool",
+            default="auto",
+            show_default=True,
+            help=f"{' | '.join(CALIB_TOOLS)}: who makes the TensorRT-flavour INT8 and the FP16 models "
+            "(auto: NVIDIA ModelOpt where installed, else ONNX Runtime).",
+        ),
+        click.option(
+            "--calib-teacher/--no-calib-teacher",
+            default=True,
+            show_default=True,
+            help="Also make INT8/FP16 teacher models, so the report compares both on every target.",
+        ),
+        click.option(
+            "--calib-file",
+            type=click.Path(path_type=Path),
+            default=None,
+            help="Use this calib.npz (from an earlier run) instead of drawing a new set.",
+        ),
+        click.option(
+            "--calib-eval-images",
+            type=int,
+            default=1000,
+            show_default=True,
+            help="Validation images for calibrate's own INT8/FP16 accuracy check.",
+        ),
+        click.option(
+            "--max-int8-drop",
+            type=float,
+            default=1.0,
+            show_default=True,
+            help="Top-1 points an INT8 student may lose against the FP32 student before a warning.",
+        ),
+        click.option("--strict", is_flag=True, help="Fail instead of warning when --max-int8-drop is exceeded."),
+    ]
+
+
+def calib_config_from_options(o: dict[str, Any]) -> CalibConfig:
+    return CalibConfig(
+        size=o["calib_size"],
+        method=o["calib_method"],
+        percentile=o["calib_percentile"],
+        batch_size=o["calib_batch"],
+        tool=o["calib_tool"],
+        teacher=o["calib_teacher"],
+        file=o["calib_file"],
+        eval_images=o["calib_eval_images"],
+        max_int8_drop=o["max_int8_drop"],
+        strict=o["strict"],
+    )
 
 
 def config_from_options(o: dict[str, Any]) -> RunConfig:
@@ -329,6 +396,7 @@ def config_from_options(o: dict[str, Any]) -> RunConfig:
             tas_split=_pair(o["tas_split"]),
         ),
         export=ExportConfig(opset=o["opset"], exporter=o["exporter"]),
+        calib=calib_config_from_options(o),
         bench=BenchConfig(
             targets=tuple(o["targets"]) or ("torch", "ort-fp32"),
             warmup=o["bench_warmup"],
@@ -396,7 +464,7 @@ def cli() -> None:
 @shared_options
 @click.option("--stop-after", type=click.Choice(STAGE_NAMES), default=None, help="Stop after this stage.")
 def run_cmd(stop_after: str | None, **opts: Any) -> None:
-    """Run the whole pipeline: teacher -> distill -> export -> bench.
+    """Run the whole pipeline: teacher -> distill -> export -> calibrate -> bench (calibrate only for int8/fp16 targets).
 
     Finished stages are skipped when their settings and inputs are unchanged; a changed option
     reruns its stage and everything after it. The report table is printed at the end.
@@ -431,6 +499,11 @@ for _name, _summary in (
     ("teacher", "Fine-tune (pretrained) or train (from scratch) the teacher and evaluate it."),
     ("distill", "Distill the teacher into the student with --method; resumes after an interruption."),
     ("export", "Export student and teacher to ONNX and check parity with PyTorch on real images."),
+    (
+        "calibrate",
+        "Draw the calibration set (calib/calib.npz); write INT8 Q/DQ models (TensorRT and ONNX Runtime CPU "
+        "flavours) and FP16 models; check them and their accuracy against FP32.",
+    ),
 ):
     _stage_command(_name, _summary)
 

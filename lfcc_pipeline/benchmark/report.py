@@ -35,7 +35,7 @@ def add_speedups(rows: list[dict[str, Any]]) -> None:
 
 
 def _cell(row: dict[str, Any], key: str) -> str:
-    value = row.get("latency_ms", {}).get(key) if key in ("p50", "p90", "p99") else row.get(key)
+    value = (row.get("latency_ms") or {}).get(key) if key in ("p50", "p90", "p99") else row.get(key)
     if value is None:
         return "–"
     if isinstance(value, float):
@@ -47,12 +47,23 @@ def _cell(row: dict[str, Any], key: str) -> str:
     return str(value)
 
 
+def _columns(rows: list[dict[str, Any]]) -> tuple[tuple[str, str], ...]:
+    """COLUMNS, plus the reduced-precision top-1 drop after agreement when some row has one."""
+    if not any(r.get("top1_drop") is not None for r in rows):
+        return COLUMNS
+    at = [k for _, k in COLUMNS].index("agreement") + 1
+    return (*COLUMNS[:at], ("drop", "top1_drop"), *COLUMNS[at:])
+
+
 def markdown_table(rows: list[dict[str, Any]]) -> str:
-    head = "| " + " | ".join(c for c, _ in COLUMNS) + " |"
-    sep = "|" + "|".join("---" for _ in COLUMNS) + "|"
+    columns = _columns(rows)
+    head = "| " + " | ".join(c for c, _ in columns) + " |"
+    sep = "|" + "|".join("---" for _ in columns) + "|"
     body = []
     for r in rows:
-        cells = [_cell(r, k) for _, k in COLUMNS]
+        cells = [_cell(r, k) for _, k in columns]
+        if r.get("gate"):
+            cells[3] += " ⚠"
         if r.get("error"):
             cells[3] = f"failed: {r['error']}"
         if r.get("note"):
@@ -71,9 +82,20 @@ def write_report(out_dir: Path, rows: list[dict[str, Any]], env: dict[str, Any],
         "",
         f"Data: {data.get('spec')} {data.get('split')} split, {data.get('images')} images at "
         f"{data.get('img_size')} px. Latency at batch 1 (p50/p90/p99), throughput at batch "
-        f"{data.get('throughput_batch')}. Agreement: top-1 agreement with the FP32 PyTorch teacher.",
+        f"{data.get('throughput_batch')}. Agreement: top-1 agreement with the FP32 PyTorch teacher."
+        + (
+            " Drop: top-1 points an INT8/FP16 model loses against the same model in FP32."
+            if "max_int8_drop" in data
+            else ""
+        ),
         "",
         markdown_table(rows),
+        "",
+        *[
+            f"⚠ {r['model']} {r['target']}: {r['gate']} (top-1 points vs the FP32 {r['model']})"
+            for r in rows
+            if r.get("gate")
+        ],
         "",
         f"Environment: {json.dumps(env, sort_keys=True)}",
         "",

@@ -36,6 +36,7 @@ class Candidate:
     size_mb: float
     params_m: float
     note: str = ""
+    accuracy_only: bool = False  # skip latency/throughput (e.g. a TensorRT model run by ONNX Runtime)
 
 
 def evaluate(
@@ -84,12 +85,8 @@ def run_suite(
             row["top5"] = round(topk_accuracy(logits, labels, 5), 3)
             if reference is not None:
                 row["agreement"] = round(agreement(logits, reference), 3)
-            one = cand.preprocess(sample_raw[:1])
-            row["latency_ms"] = _rounded(latency(runner, one, cfg.warmup, cfg.iters, cfg.max_seconds))
-            if runner.device.startswith("cuda"):  # device time above; host-to-host here (as trtexec splits them)
-                row["latency_e2e_ms"] = _rounded(end_to_end(runner, one, cfg.warmup, cfg.iters, cfg.max_seconds))
-            batch = _tile(cand.preprocess(sample_raw), cfg.batch_size)
-            row["throughput_ips"] = round(throughput(runner, batch, cfg.warmup, cfg.iters, cfg.max_seconds), 1)
+            if not cand.accuracy_only:
+                _speed(row, runner, cand, sample_raw, cfg)
         except LfccError as e:
             row["error"] = e.line()
             _logger.warning("bench %s %s failed: %s", cand.model, cand.target, e.line())
@@ -103,6 +100,15 @@ def run_suite(
 
 def _rounded(d: dict) -> dict:
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in d.items()}
+
+
+def _speed(row: dict[str, Any], runner: Runner, cand: Candidate, sample_raw: torch.Tensor, cfg: BenchConfig) -> None:
+    one = cand.preprocess(sample_raw[:1])
+    row["latency_ms"] = _rounded(latency(runner, one, cfg.warmup, cfg.iters, cfg.max_seconds))
+    if runner.device.startswith("cuda"):  # device time above; host-to-host here (as trtexec splits them)
+        row["latency_e2e_ms"] = _rounded(end_to_end(runner, one, cfg.warmup, cfg.iters, cfg.max_seconds))
+    batch = _tile(cand.preprocess(sample_raw), cfg.batch_size)
+    row["throughput_ips"] = round(throughput(runner, batch, cfg.warmup, cfg.iters, cfg.max_seconds), 1)
 
 
 def _tile(x: np.ndarray, n: int) -> np.ndarray:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,9 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("cosine", "step")
 EXPORTERS = ("torchscript", "dynamo")
+CALIB_TARGETS = ("ort-int8", "ort-fp16", "trt-int8", "trt-fp16")  # targets that need the calibrate stage
+CALIB_METHODS = ("max", "entropy", "percentile")
+CALIB_TOOLS = ("auto", "modelopt", "ort")
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,22 @@ class ExportConfig:
 
 
 @dataclass(frozen=True)
+class CalibConfig:
+    """The calibrate stage: calibration set, INT8 Q/DQ and FP16 models, and the INT8 accuracy gate."""
+
+    size: int = 512  # calibration images, class-stratified from the training split
+    method: str = "entropy"  # max | entropy | percentile
+    percentile: float = 99.99
+    batch_size: int = 32
+    tool: str = "auto"  # TensorRT-flavour INT8 and FP16: auto (NVIDIA ModelOpt where installed) | modelopt | ort
+    teacher: bool = True  # also calibrate the teacher, so the report compares both on the same targets
+    file: Path | None = None  # use this calib.npz instead of drawing one
+    eval_images: int | None = 1000  # validation images for the stage's own accuracy check (None: all)
+    max_int8_drop: float = 1.0  # top-1 points an INT8 student may lose against the FP32 student
+    strict: bool = False  # fail (instead of warn) beyond max_int8_drop
+
+
+@dataclass(frozen=True)
 class BenchConfig:
     targets: tuple[str, ...] = ("torch", "ort-fp32")
     warmup: int = 10
@@ -120,6 +140,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    calib: CalibConfig = field(default_factory=CalibConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
     out: Path | None = None
     device: str = "auto"
@@ -195,7 +216,39 @@ class RunConfig:
         if not 0 <= d.cakd_replace_prob < 1:
             raise ConfigError(f"--cakd-replace-prob must be in [0, 1), got {d.cakd_replace_prob}", "0.5 is the default")
         _positive("--tas-dim", d.tas_dim)
+        validate_calib(self.calib)
         return self
+
+
+def validate_calib(c: CalibConfig) -> None:
+    _positive("--calib-size", c.size)
+    _positive("--calib-batch", c.batch_size)
+    if c.size < c.batch_size:
+        raise ConfigError(
+            f"--calib-size {c.size} is smaller than one calibration batch (--calib-batch {c.batch_size})",
+            f"use --calib-size {c.batch_size} or more, or a smaller --calib-batch",
+        )
+    _choice("--calib-method", c.method, CALIB_METHODS)
+    _choice("--calib-tool", c.tool, CALIB_TOOLS)
+    if not 50 < c.percentile <= 100:
+        raise ConfigError(f"--calib-percentile must be in (50, 100], got {c.percentile}", "e.g. 99.99")
+    if c.eval_images is not None:
+        _positive("--calib-eval-images", c.eval_images)
+    if c.max_int8_drop < 0:
+        raise ConfigError(f"--max-int8-drop must be >= 0 top-1 points, got {c.max_int8_drop}", "the default is 1.0")
+    if c.tool == "modelopt":
+        if importlib.util.find_spec("modelopt") is None:
+            raise ConfigError(
+                "--calib-tool modelopt but nvidia-modelopt is not installed",
+                "pip install 'lfcc-pipeline[modelopt]', or use --calib-tool ort",
+            )
+        if c.method == "percentile":
+            raise ConfigError(
+                "ModelOpt's INT8 calibration offers max and entropy, not percentile",
+                "use --calib-method max or entropy, or --calib-tool ort",
+            )
+    if c.file is not None and not Path(c.file).is_file():
+        raise ConfigError(f"--calib-file {c.file} does not exist", "pass a calib.npz written by `calibrate`")
 
 
 def _positive(flag: str, value: float, allow_zero: bool = False) -> None:

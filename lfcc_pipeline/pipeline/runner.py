@@ -109,7 +109,7 @@ def run_pipeline(
             remove_stale_temporaries(run_dir)
         manifest = Manifest(run_dir, writable=info.is_main, rebuild=rebuild)
         for stage in ORDER:
-            if not stage.needed(cfg):
+            if not stage.needed(cfg) and stage.name != until:  # a stage command always runs its stage
                 report.stages.append(StageReport(stage.name, "not-needed"))
             else:
                 report.stages.append(_run_stage(stage, cfg, manifest, run_dir, device, force))

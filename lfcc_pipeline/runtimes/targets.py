@@ -10,7 +10,7 @@ import torch
 from lfcc_pipeline.errors import ConfigError
 from lfcc_pipeline.pipeline.config import TARGETS
 
-BUILT = ("torch", "ort-fp32")  # targets implemented so far; the rest say "not yet supported"
+BUILT = ("torch", "ort-fp32", "ort-fp16", "ort-int8")  # targets implemented so far; the rest say "not yet supported"
 
 
 @dataclass(frozen=True)

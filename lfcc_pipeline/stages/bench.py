@@ -12,6 +12,7 @@ import torch
 from lfcc_pipeline.benchmark.report import write_report
 from lfcc_pipeline.benchmark.suite import Candidate, run_suite
 from lfcc_pipeline.data.transforms import Normalization, to_float
+from lfcc_pipeline.errors import StageFailed
 from lfcc_pipeline.models.factory import count_params, normalization
 from lfcc_pipeline.models.weights import load_model
 from lfcc_pipeline.pipeline.config import RunConfig, as_dict
@@ -21,15 +22,23 @@ from lfcc_pipeline.predict import ort_providers
 from lfcc_pipeline.runtimes.ort_runner import OrtRunner
 from lfcc_pipeline.runtimes.targets import parse_target
 from lfcc_pipeline.runtimes.torch_runner import TorchRunner
-from lfcc_pipeline.stages import common
+from lfcc_pipeline.stages import calibrate, common
+from lfcc_pipeline.training.evaluate import topk_accuracy
 
 _logger = logging.getLogger(__name__)
 REPORT_JSON, REPORT_MD, REPORT_PNG = "bench/report.json", "bench/report.md", "bench/report.png"
 EVAL_BATCH = 64
+TRT_QDQ_TARGET = "trt-int8 (qdq via ort)"  # the TensorRT-flavour Q/DQ model run by ONNX Runtime: accuracy only
+CALIB_FLAVOUR = {"ort-int8": "int8.cpu", "ort-fp16": "fp16"}
 
 
 def config_slice(cfg: RunConfig) -> dict:
-    return {"bench": as_dict(cfg.bench), "data": common.dataset(cfg).fingerprint, "device": cfg.device}
+    return {
+        "bench": as_dict(cfg.bench),
+        "data": common.dataset(cfg).fingerprint,
+        "device": cfg.device,
+        "calib": [cfg.calib.teacher, cfg.calib.max_int8_drop, cfg.calib.strict],
+    }
 
 
 def _numpy_preprocess(norm: Normalization):
@@ -40,9 +49,9 @@ def _mb(path) -> float:
     return path.stat().st_size / 1e6
 
 
-def _candidates(cfg: RunConfig, ctx: StageContext) -> tuple[list[Candidate], torch.nn.Module, Normalization]:
-    cands = []
-    teacher_model = None
+def _candidates(cfg: RunConfig, ctx: StageContext) -> tuple[list[Candidate], dict[str, tuple]]:
+    """The (model, target) candidates, and each role's FP32 PyTorch model with its normalisation."""
+    cands, models = [], {}
     providers = ort_providers(cfg.bench.ort_provider) if any(t.startswith("ort") for t in cfg.bench.targets) else []
     for role, weights_rel, onnx_rel in (
         ("teacher", common.TEACHER_WEIGHTS, common.TEACHER_ONNX),
@@ -51,22 +60,72 @@ def _candidates(cfg: RunConfig, ctx: StageContext) -> tuple[list[Candidate], tor
         weights = common.require(ctx.run_dir, weights_rel, role)
         model, recipe = load_model(weights)
         norm = normalization(model)
-        if role == "teacher":
-            teacher_model, teacher_norm = model, norm
         params = count_params(model) / 1e6
         for name in cfg.bench.targets:
             t = parse_target(name)
+            if name in CALIB_FLAVOUR and role not in calibrate.roles(cfg):
+                continue  # --no-calib-teacher: no reduced-precision teacher to measure
             if t.runtime == "torch":
                 make = functools.partial(TorchRunner, model, ctx.device)
                 size = _mb(weights)
             else:
-                onnx_path = common.require(ctx.run_dir, onnx_rel, "export")
-                make = functools.partial(OrtRunner, onnx_path, "fp32", providers, threads=cfg.bench.threads)
+                rel, stage = (
+                    (calibrate.model_rel(role, CALIB_FLAVOUR[name]), "calibrate")
+                    if name in CALIB_FLAVOUR
+                    else (onnx_rel, "export")
+                )
+                onnx_path = common.require(ctx.run_dir, rel, stage)
+                make = functools.partial(OrtRunner, onnx_path, t.precision, providers, threads=cfg.bench.threads)
                 size = _mb(onnx_path)
             cands.append(
                 Candidate(role, recipe.name, name, t.runtime, t.precision, make, _numpy_preprocess(norm), size, params)
             )
-    return cands, teacher_model, teacher_norm
+        if role == "student" and any(parse_target(n).precision == "int8" for n in cfg.bench.targets):
+            qdq = common.require(ctx.run_dir, calibrate.model_rel(role, "int8.trt"), "calibrate")
+            make = functools.partial(OrtRunner, qdq, "int8", providers, threads=cfg.bench.threads)
+            note = "accuracy preview"
+            cands.append(
+                Candidate(role, recipe.name, TRT_QDQ_TARGET, "ort", "int8", make, _numpy_preprocess(norm), _mb(qdq),
+                          params, note=note, accuracy_only=True)
+            )  # fmt: skip
+        models[role] = (model, norm)
+    return cands, models
+
+
+def _fp32_top1(models: dict, data, reference: torch.Tensor, ctx: StageContext) -> dict[str, float]:
+    """Top-1 of the FP32 PyTorch teacher (from the reference logits) and student on the bench images."""
+    labels = torch.cat([y for _, y in data()])
+    student, norm = models["student"]
+    runner = TorchRunner(student, ctx.device)
+    logits = torch.cat([torch.from_numpy(runner(norm(raw).numpy())) for raw, _ in data()])
+    return {"teacher": topk_accuracy(reference, labels, 1), "student": topk_accuracy(logits, labels, 1)}
+
+
+def mark_drops(rows: list[dict], cfg: RunConfig, fp32_top1) -> list[str]:
+    """Add top1_drop (points lost against the same model in FP32) to INT8/FP16 rows; mark student INT8
+    rows beyond --max-int8-drop with `gate`. Returns one line per marked row.
+
+    The FP32 top-1 comes from an FP32 row of the same model where there is one, else `fp32_top1()`.
+    """
+    reduced = [r for r in rows if r["precision"] in ("int8", "fp16") and r.get("top1") is not None]
+    if not reduced:
+        return []
+    ref = {}
+    for r in rows:
+        if r["precision"] == "fp32" and r.get("top1") is not None:
+            ref.setdefault(r["model"], r["top1"])
+    if any(r["model"] not in ref for r in reduced):
+        ref = {**fp32_top1(), **ref}
+    limit, over = cfg.calib.max_int8_drop, []
+    for r in reduced:
+        r["top1_drop"] = round(ref[r["model"]] - r["top1"], 3)
+        if r["model"] == "student" and r["precision"] == "int8" and r["top1_drop"] > limit:
+            r["gate"] = f"top-1 drop {r['top1_drop']:.2f} > --max-int8-drop {limit:g}"
+            over.append(
+                f"student {r['target']} loses {r['top1_drop']:.2f} top-1 points against the FP32 student "
+                f"({r['top1']:.2f}% vs {ref['student']:.2f}%), more than --max-int8-drop {limit:g}"
+            )
+    return over
 
 
 def run(cfg: RunConfig, ctx: StageContext) -> StageResult:
@@ -83,10 +142,12 @@ def run(cfg: RunConfig, ctx: StageContext) -> StageResult:
 
     if cfg.bench.threads:
         torch.set_num_threads(cfg.bench.threads)
-    cands, teacher, teacher_norm = _candidates(cfg, ctx)
+    cands, models = _candidates(cfg, ctx)
+    teacher, teacher_norm = models["teacher"]
     ref_runner = TorchRunner(teacher, ctx.device)
     reference = torch.cat([torch.from_numpy(ref_runner(teacher_norm(raw).numpy())) for raw, _ in data()])
     rows = run_suite(cands, data, len(test), reference, cfg.bench)
+    over = mark_drops(rows, cfg, lambda: _fp32_top1(models, data, reference, ctx))
     info = {
         "spec": ds.name,
         "split": "test",
@@ -95,7 +156,13 @@ def run(cfg: RunConfig, ctx: StageContext) -> StageResult:
         "classes": ds.num_classes,
         "throughput_batch": cfg.bench.batch_size,
     }
+    if any("top1_drop" in r for r in rows):
+        info["max_int8_drop"] = cfg.calib.max_int8_drop
     write_report(ctx.path("bench"), rows, probe(), info)
+    for line in over:
+        if cfg.calib.strict:
+            raise StageFailed(line, "the report marks the row; try another --calib-method or a larger --calib-size")
+        _logger.warning("warning: %s", line)
     best = {r["model"]: r for r in rows if r.get("top1") is not None}
     summary = ", ".join(f"{m} top-1 {r['top1']:.2f}%" for m, r in best.items())
     return StageResult(
@@ -105,7 +172,7 @@ def run(cfg: RunConfig, ctx: StageContext) -> StageResult:
 
 STAGE = Stage(
     "bench",
-    ("teacher", "distill", "export"),
+    ("teacher", "distill", "export", "calibrate"),
     run,
     config_slice,
     help="measure accuracy and latency of teacher and student on every target",

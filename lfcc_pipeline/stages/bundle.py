@@ -9,7 +9,7 @@ from lfcc_pipeline.models.onnx_export import read_metadata
 from lfcc_pipeline.pipeline.atomic import write_bytes, write_json, write_text
 from lfcc_pipeline.pipeline.config import RunConfig
 from lfcc_pipeline.pipeline.stage import Stage, StageContext, StageResult
-from lfcc_pipeline.stages import common
+from lfcc_pipeline.stages import calibrate, common
 
 # run-directory file -> name in the bundle (optional ones are copied where calibrate made them)
 MODELS = {
@@ -60,7 +60,7 @@ WHAT = {
 
 
 def config_slice(cfg: RunConfig) -> dict:
-    return {"bundle": 1}
+    return {"bundle": 1, "calibrated": calibrate.needed(cfg)}
 
 
 def run(cfg: RunConfig, ctx: StageContext) -> StageResult:
@@ -71,7 +71,8 @@ def run(cfg: RunConfig, ctx: StageContext) -> StageResult:
     outputs, rows = [], ""
     for rel, name in MODELS.items():
         path = ctx.path(rel)
-        if path.is_file():
+        # calib/ files are only current when this run's targets had calibrate run (else an older export's)
+        if path.is_file() and (rel == common.STUDENT_ONNX or calibrate.needed(cfg)):
             write_bytes(ctx.path(f"bundle/{name}"), path.read_bytes())
             outputs.append(f"bundle/{name}")
             rows += f"| {name} | {WHAT[name]} ({path.stat().st_size / 1e6:.1f} MB) |\n"
@@ -91,7 +92,12 @@ def run(cfg: RunConfig, ctx: StageContext) -> StageResult:
         ),
     )  # fmt: skip
     outputs += ["bundle/preprocess.json", "bundle/labels.json", "bundle/README.md"]
+    for stale in ctx.path("bundle").glob("*.onnx"):  # models an earlier run put here and this one did not
+        if f"bundle/{stale.name}" not in outputs:
+            stale.unlink()
     return StageResult(outputs=outputs, summary=f"bundle: {len(outputs) - 3} model(s) in {ctx.path('bundle')}")
 
 
-STAGE = Stage("bundle", ("export",), run, config_slice, help="write bundle/ for apps (ONNX, preprocess, labels)")
+STAGE = Stage(
+    "bundle", ("export", "calibrate"), run, config_slice, help="write bundle/ for apps (ONNX, preprocess, labels)"
+)

@@ -47,10 +47,11 @@ def _no_temporaries(run):
     return [p for p in run.rglob(".*.tmp-*")]
 
 
-@pytest.mark.parametrize("stage", ["teacher", "distill", "export", "bench"])
+@pytest.mark.parametrize("stage", ["teacher", "distill", "export", "calibrate", "bench"])
 def test_kill_9_in_a_stage_then_rerun(stage, tmp_path):
     run = tmp_path / "run"
-    args = [*ARGS, "--out", str(run)]
+    extra = ["--target", "ort-int8", "--calib-size", "128"] if stage == "calibrate" else []
+    args = [*ARGS, *extra, "--out", str(run)]
     proc = _start(args)
     ckpt = {"teacher": run / "teacher/checkpoints/last.pt", "distill": run / "student/checkpoints/last.pt"}.get(stage)
 

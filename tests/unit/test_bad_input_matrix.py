@@ -114,6 +114,15 @@ MATRIX = [
     ("--threads", "0", "--threads"),
     ("--ort-provider", "tpu", "--ort-provider"),
     ("--stop-after", "deploy", "deploy"),
+    ("--calib-size", "0", "--calib-size"),
+    ("--calib-size", "8", "smaller than one calibration batch"),
+    ("--calib-batch", "0", "--calib-batch"),
+    ("--calib-method", "minmax", "--calib-method"),
+    ("--calib-percentile", "101", "--calib-percentile"),
+    ("--calib-tool", "tensorrt", "--calib-tool"),
+    ("--calib-file", "/no/such/calib.npz", "does not exist"),
+    ("--calib-eval-images", "0", "--calib-eval-images"),
+    ("--max-int8-drop", "-1", "--max-int8-drop"),
 ]
 METHOD_SPECIFIC = {"--lfcc-stages": "lfcc", "--lfcc-num-stages": "lfcc", "--ofa-stages": "ofa", "--cakd-taps": "cakd",
                    "--tas-split": "tas"}  # fmt: skip
@@ -122,6 +131,9 @@ EXTRA = [
     ("--ofa-stages", "99", "out of range", "ofa"),
     ("--cakd-taps", "99:1", "out of range", "cakd"),
     ("--tas-split", "1:99", "out of range", "tas"),
+]
+CALIB_EXTRA = [  # only read when the calibrate stage runs
+    ("--calib-file", "{files}/notes.txt", "not a readable .npz"),
 ]
 
 
@@ -156,6 +168,14 @@ def test_bad_value(option, value, words, files, finished):
 def test_bad_method_tap_index(option, value, words, method, finished):
     base = list(GOOD)
     base[base.index("--method") + 1] = method
+    _check(["run", *base, "--out", str(finished), option, value], words, finished)
+
+
+@pytest.mark.parametrize("option, value, words", CALIB_EXTRA)
+def test_bad_calibration_file(option, value, words, files, finished):
+    value = value.format(files=files)
+    base = list(GOOD)
+    base[base.index("--target") + 1] = "ort-int8"
     _check(["run", *base, "--out", str(finished), option, value], words, finished)
 
 

@@ -1,0 +1,274 @@
+"""Stage `calibrate`: the calibration set, INT8 Q/DQ and FP16 models, checked and measured on CPU.
+
+Writes calib/calib.npz, then per model (the student; the teacher too unless --no-calib-teacher):
+  calib/<role>.int8.trt.onnx  Q/DQ for TensorRT (symmetric, per-channel weights)
+  calib/<role>.int8.cpu.onnx  the flavour ONNX Runtime's CPU provider runs fastest (U8S8 Q/DQ)
+  calib/<role>.fp16.onnx      FP16 with LayerNorm/Softmax/reductions in FP32, FP32 inputs/outputs
+checks each graph against what TensorRT needs (calib/checks.py), and measures the student's
+models against the FP32 student on validation images (calib/accuracy.json): the INT8 accuracy
+gate (--max-int8-drop) warns, or fails the stage with --strict.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+
+import numpy as np
+import torch
+
+from lfcc_pipeline.calib import checks, graph
+from lfcc_pipeline.calib.calibset import CalibSet, load_calibset, model_inputs, save_calibset, stratified_indices
+from lfcc_pipeline.calib.fp16 import FP32_OPS, convert_fp16, fp16_tool
+from lfcc_pipeline.calib.qdq import Produced, QuantSpec, modelopt_version, ort_version, quantize_int8, trt_quantizer
+from lfcc_pipeline.data.preprocess import Preprocess
+from lfcc_pipeline.data.transforms import Normalization, to_float
+from lfcc_pipeline.errors import ArtifactError, DataError, StageFailed
+from lfcc_pipeline.pipeline.atomic import sha256_file, write_json
+from lfcc_pipeline.pipeline.config import CALIB_TARGETS, RunConfig, as_dict
+from lfcc_pipeline.pipeline.stage import Stage, StageContext, StageResult
+from lfcc_pipeline.progress import progress
+from lfcc_pipeline.runtimes.ort_runner import OrtRunner
+from lfcc_pipeline.stages import common
+from lfcc_pipeline.training.evaluate import agreement, topk_accuracy
+
+_logger = logging.getLogger(__name__)
+
+CALIB_NPZ = "calib/calib.npz"
+ACCURACY = "calib/accuracy.json"
+FLAVOURS = ("int8.trt", "int8.cpu", "fp16")
+PRECISION = {"int8.trt": "int8", "int8.cpu": "int8", "fp16": "fp16"}
+
+
+def model_rel(role: str, flavour: str) -> str:
+    """calib/<role>.<flavour>.onnx, e.g. calib/student.int8.cpu.onnx."""
+    return f"calib/{role}.{flavour}.onnx"
+
+
+def roles(cfg: RunConfig) -> tuple[str, ...]:
+    return ("student", "teacher") if cfg.calib.teacher else ("student",)
+
+
+def needed(cfg: RunConfig) -> bool:
+    return any(t in CALIB_TARGETS for t in cfg.bench.targets)
+
+
+def spec(cfg: RunConfig) -> QuantSpec:
+    c = cfg.calib
+    return QuantSpec(method=c.method, percentile=c.percentile, batch_size=c.batch_size, tool=c.tool)
+
+
+def config_slice(cfg: RunConfig) -> dict:
+    c = as_dict(cfg.calib)
+    for gate_only in ("max_int8_drop", "strict"):  # the gate is re-applied by bench; no recalibration
+        c.pop(gate_only)
+    if cfg.calib.file is not None:
+        c["file"] = sha256_file(cfg.calib.file)
+    return {
+        "calib": c,
+        "tools": {"onnxruntime": ort_version(), "modelopt": modelopt_version()},
+        "data": common.dataset(cfg).fingerprint,
+        "data_split": [cfg.data.val_fraction, cfg.seed],
+        "seed": cfg.seed,
+    }
+
+
+def _preprocess_of(model, path) -> Preprocess:
+    meta = graph.metadata(model)
+    try:
+        return Preprocess.from_dict(json.loads(meta["lfcc.preprocess"]))
+    except (KeyError, TypeError, ValueError) as e:
+        raise ArtifactError(f"{path} has no lfcc.preprocess metadata ({e})", "rerun the export stage") from e
+
+
+def draw(cfg: RunConfig, pre: Preprocess) -> CalibSet:
+    """cfg.calib.size class-stratified training images, as the evaluation loader yields them."""
+    ds = common.dataset(cfg)
+    labels = ds.train.labels.numpy()
+    idx = stratified_indices(labels, ds.num_classes, cfg.calib.size, cfg.seed, ds.classes)
+    batches = common.batches(cfg, ds.train.subset(idx), train=False, batch_size=64)
+    images = [x.numpy() for x, _ in progress(batches, desc="calibration set", total=len(batches))]
+    return CalibSet(
+        images=np.concatenate(images),
+        labels=labels[idx].astype(np.int64),
+        img_size=pre.img_size,
+        resize=pre.resize,
+        crop_pct=pre.crop_pct,
+        mean=tuple(pre.mean),
+        std=tuple(pre.std),
+        classes=tuple(ds.classes),
+        source={"data": ds.name, "fingerprint": ds.fingerprint, "split": "train", "seed": cfg.seed},
+    )
+
+
+def _calibset(cfg: RunConfig, pre: Preprocess) -> CalibSet:
+    c = cfg.calib
+    if c.file is None:
+        return draw(cfg, pre)
+    cs = load_calibset(c.file)
+    if len(cs) < c.batch_size:
+        raise DataError(
+            f"--calib-file {c.file} holds {len(cs)} images, fewer than one calibration batch ({c.batch_size})",
+            "use a larger calibration set or a smaller --calib-batch",
+        )
+    return cs
+
+
+def _source(cfg: RunConfig, ctx: StageContext, role: str):
+    src = common.require(ctx.run_dir, common.STUDENT_ONNX if role == "student" else common.TEACHER_ONNX, "export")
+    return src, graph.load(src)
+
+
+def _inputs(cs: CalibSet, src, model, ctx: StageContext, origin: str) -> np.ndarray:
+    """The calibration set as this model's inputs (DataError on a size/preprocessing/shape mismatch)."""
+    _, dims = graph.input_info(model)
+    name = str(src.relative_to(ctx.run_dir))
+    return model_inputs(cs, _preprocess_of(model, src), dims, model_name=name, origin=origin)
+
+
+def _check(produced: Produced, label: str) -> None:
+    model = graph.load(produced.path)
+    if produced.flavour == "int8.trt":
+        problems = checks.trt_qdq_problems(model)
+    elif produced.flavour == "fp16":
+        problems = checks.fp16_problems(model, FP32_OPS)
+    else:
+        problems = [] if any(n.op_type == "QuantizeLinear" for n in model.graph.node) else ["no Q/DQ nodes"]
+    if problems:
+        more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise StageFailed(
+            f"{label} {produced.flavour} model ({produced.tool}) fails its check: {'; '.join(problems[:3])}{more}",
+            "try --calib-tool "
+            + ("ort" if produced.tool.startswith("modelopt") else "modelopt")
+            + " and report this with --debug output",
+        )
+
+
+def _val_subset(cfg: RunConfig):
+    ds = common.dataset(cfg)
+    split = ds.val
+    n = cfg.calib.eval_images
+    if n is not None and n < len(split):
+        idx = np.sort(np.random.default_rng([cfg.seed, 0xE7A1]).permutation(len(split))[:n])
+        split = split.subset(idx)
+    return split
+
+
+def evaluate(cfg: RunConfig, ctx: StageContext, pre: Preprocess, produced: dict[str, Produced]) -> dict:
+    """Top-1 of the FP32 student and of each of its calibrated models on validation images."""
+    split = _val_subset(cfg)
+    batches = common.batches(cfg, split, train=False, batch_size=64)
+    norm = Normalization(tuple(pre.mean), tuple(pre.std))
+    runners = {"fp32": OrtRunner(ctx.path(common.STUDENT_ONNX), "fp32")}
+    for flavour, p in produced.items():
+        runners[flavour] = OrtRunner(p.path, PRECISION[flavour])
+    logits: dict[str, list[torch.Tensor]] = {k: [] for k in runners}
+    labels = []
+    for x, y in progress(batches, desc="calibrate: check accuracy", total=len(batches)):
+        inp = norm(to_float(x, pre.img_size)).numpy()
+        for k, r in runners.items():
+            logits[k].append(torch.from_numpy(r(inp)))
+        labels.append(y)
+    y = torch.cat(labels)
+    out = {k: torch.cat(v) for k, v in logits.items()}
+    ref = topk_accuracy(out["fp32"], y, 1)
+    result = {"fp32": {"top1": round(ref, 3)}}
+    for flavour in produced:
+        top1 = topk_accuracy(out[flavour], y, 1)
+        result[flavour] = {
+            "top1": round(top1, 3),
+            "top1_drop": round(ref - top1, 3),
+            "agreement_with_fp32": round(agreement(out[flavour], out["fp32"]), 3),
+            "tool": produced[flavour].tool,
+        }
+    return {"split": "val", "images": len(split), "student": result}
+
+
+def gate(cfg: RunConfig, accuracy: dict) -> list[str]:
+    """Lines for every INT8 student model whose top-1 drop exceeds --max-int8-drop."""
+    limit = cfg.calib.max_int8_drop
+    over = []
+    for flavour in ("int8.trt", "int8.cpu"):
+        r = accuracy["student"].get(flavour)
+        if r is not None and r["top1_drop"] > limit:
+            over.append(
+                f"student {flavour} loses {r['top1_drop']:.2f} top-1 points ({r['top1']:.2f}% vs FP32 "
+                f"{accuracy['student']['fp32']['top1']:.2f}% on {accuracy['images']} validation images)"
+            )
+    return over
+
+
+def run(cfg: RunConfig, ctx: StageContext) -> StageResult:
+    s = spec(cfg)
+    student_onnx = common.require(ctx.run_dir, common.STUDENT_ONNX, "export")
+    student_pre = _preprocess_of(graph.load(student_onnx), student_onnx)
+    cs = _calibset(cfg, student_pre)
+    origin = str(cfg.calib.file) if cfg.calib.file else CALIB_NPZ
+    sources = {role: _source(cfg, ctx, role) for role in roles(cfg)}
+    for src, model in sources.values():  # fail on a mismatch before anything is written
+        _inputs(dataclasses.replace(cs, images=cs.images[:1]), src, model, ctx, origin)
+    save_calibset(ctx.path(CALIB_NPZ), cs)
+    _logger.info(
+        "calibrate: %d images (%s), method %s, TensorRT flavour by %s, FP16 by %s",
+        len(cs),
+        "from " + origin if cfg.calib.file else "class-stratified from the training split",
+        s.method,
+        trt_quantizer(s),
+        fp16_tool(s),
+    )
+    outputs, made = [CALIB_NPZ], {}
+    for role, (src, model) in sources.items():
+        x = _inputs(cs, src, model, ctx, origin)
+        for flavour in FLAVOURS:
+            dst = ctx.path(model_rel(role, flavour))
+            if flavour == "fp16":
+                p = convert_fp16(src, dst, x, s, role)
+            else:
+                p = quantize_int8(src, dst, x, s, flavour.split(".")[1], role)
+            _check(p, role)
+            made[(role, flavour)] = p
+            outputs.append(model_rel(role, flavour))
+            _logger.info(
+                "calibrate: %s (%s, %.1f s, %.2f MB)%s",
+                model_rel(role, flavour),
+                p.tool,
+                p.seconds,
+                dst.stat().st_size / 1e6,
+                f" — {'; '.join(p.notes)}" if p.notes else "",
+            )
+    accuracy = evaluate(cfg, ctx, student_pre, {f: made[("student", f)] for f in FLAVOURS})
+    over = gate(cfg, accuracy)
+    accuracy.update(
+        calib={**cs.meta(), "images": len(cs), "per_class": cs.per_class(), "method": s.method},
+        models={model_rel(r, f): p.describe() for (r, f), p in made.items()},
+        gate={"max_int8_drop": cfg.calib.max_int8_drop, "ok": not over, "over": over},
+    )
+    write_json(ctx.path(ACCURACY), accuracy)
+    outputs.append(ACCURACY)
+    st = accuracy["student"]
+    summary = (
+        f"calibrate: student top-1 drop vs FP32 on {accuracy['images']} val images: int8.trt "
+        f"{st['int8.trt']['top1_drop']:+.2f}, int8.cpu {st['int8.cpu']['top1_drop']:+.2f}, fp16 "
+        f"{st['fp16']['top1_drop']:+.2f} points"
+    )
+    for line in over:
+        if cfg.calib.strict:
+            raise StageFailed(
+                f"{line}, more than --max-int8-drop {cfg.calib.max_int8_drop:g}",
+                "try another --calib-method or a larger --calib-size, or raise --max-int8-drop",
+            )
+        _logger.warning("warning: %s, more than --max-int8-drop %g", line, cfg.calib.max_int8_drop)
+    metrics = {f"{f}_top1_drop": st[f]["top1_drop"] for f in FLAVOURS}
+    metrics["gate_ok"] = not over
+    return StageResult(outputs=outputs, metrics=metrics, summary=summary)
+
+
+STAGE = Stage(
+    "calibrate",
+    ("export",),
+    run,
+    config_slice,
+    needed=needed,
+    help="draw the calibration set; write INT8 Q/DQ (TensorRT, CPU) and FP16 ONNX models",
+)
