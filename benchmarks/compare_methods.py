@@ -84,6 +84,8 @@ def main() -> None:
         default = getattr(DistillConfig(), key)
         if isinstance(default, bool):
             overrides[key] = value.lower() in ("1", "true", "yes", "on")
+        elif isinstance(default, tuple):
+            overrides[key] = tuple(int(v) for v in value.split(","))
         else:
             overrides[key] = type(default or 0.0)(value)
 
@@ -98,7 +100,8 @@ def main() -> None:
     results: dict[str, list[dict]] = {m: [] for m in methods}
     for seed in seeds:
         for method in methods:
-            out = args.runs / tag / f"{method}-seed{seed}"
+            variant = "".join(f"-{k}={v}" for k, v in sorted(overrides.items())).replace(" ", "")
+            out = args.runs / tag / f"{method}{variant}-seed{seed}"
             cfg = dataclasses.replace(
                 base, out=out, seed=seed, distill=DistillConfig(method=method, **overrides),
                 models=dataclasses.replace(base.models, teacher_weights=teacher_weights),
@@ -107,9 +110,10 @@ def main() -> None:
             run_pipeline(cfg, stop_after="distill")
             metrics = json.loads((out / "student" / "metrics.json").read_text())
             manifest = json.loads((out / "manifest.json").read_text())
-            results[method].append({"seed": seed, "test_top1": metrics["test_top1"],
+            results[method].append({"seed": seed, "test_top1": metrics["test_top1"], "val_top1": metrics["val_top1"],
                                     "seconds": manifest["stages"]["distill"]["seconds"]})  # fmt: skip
-            print(f"{method:5} seed {seed}: test top-1 {metrics['test_top1']:.2f}%", flush=True)
+            print(f"{method:5} seed {seed}: val top-1 {metrics['val_top1']:.2f}%, test top-1 "
+                  f"{metrics['test_top1']:.2f}%", flush=True)  # fmt: skip
 
     table = {}
     for m, runs in results.items():
