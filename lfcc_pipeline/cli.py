@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from lfcc_pipeline import __version__
-from lfcc_pipeline.errors import LfccError
+from lfcc_pipeline.errors import ConfigError, LfccError
 from lfcc_pipeline.pipeline.config import (
     CALIB_METHODS,
     CALIB_TOOLS,
@@ -21,6 +21,7 @@ from lfcc_pipeline.pipeline.config import (
     PRECISIONS,
     TARGETS,
     BenchConfig,
+    BuildConfig,
     CalibConfig,
     DataConfig,
     DistillConfig,
@@ -32,7 +33,7 @@ from lfcc_pipeline.pipeline.config import (
 )
 from lfcc_pipeline.progress import setup_logging
 
-STAGE_NAMES = ("teacher", "distill", "export", "calibrate", "bench")
+STAGE_NAMES = ("teacher", "distill", "export", "calibrate", "build", "bench")
 
 
 class Cli(click.Group):
@@ -272,12 +273,35 @@ def shared_options(fn):
             help="Fail instead of rerunning a stage whose artifact changed since it was written.",
         ),
         *calib_options(),
+        *build_options(),
         click.option("--force", is_flag=True, help="Rerun every stage, ignoring finished ones and checkpoints."),
         click.option("--debug", is_flag=True, help="Show Python tracebacks."),
     ]
     for opt in reversed(opts):
         fn = opt(fn)
     return fn
+
+
+def build_options() -> list:
+    """Options of TensorRT engine building (the build stage and the standalone `build --onnx`)."""
+    return [
+        click.option("--min-batch", type=int, default=1, show_default=True, help="Smallest batch the engine takes."),
+        click.option("--opt-batch", type=int, default=1, show_default=True, help="Batch TensorRT tunes kernels for."),
+        click.option(
+            "--max-batch", type=int, default=None, help="Largest batch the engine takes. [default: --bench-batch]"
+        ),
+        click.option("--workspace", type=int, default=None, metavar="MB", help="TensorRT workspace limit in MiB."),
+        click.option(
+            "--timing-cache",
+            type=click.Path(path_type=Path),
+            default=None,
+            help="TensorRT timing cache, read and updated by every build. [default in a run: engines/timing.cache]",
+        ),
+    ]
+
+
+def build_config_from_options(o: dict[str, Any]) -> BuildConfig:
+    return BuildConfig(o["min_batch"], o["opt_batch"], o["max_batch"], o["workspace"], o["timing_cache"])
 
 
 def calib_options() -> list:
@@ -397,6 +421,7 @@ def config_from_options(o: dict[str, Any]) -> RunConfig:
         ),
         export=ExportConfig(opset=o["opset"], exporter=o["exporter"]),
         calib=calib_config_from_options(o),
+        build=build_config_from_options(o),
         bench=BenchConfig(
             targets=tuple(o["targets"]) or ("torch", "ort-fp32"),
             warmup=o["bench_warmup"],
@@ -464,7 +489,9 @@ def cli() -> None:
 @shared_options
 @click.option("--stop-after", type=click.Choice(STAGE_NAMES), default=None, help="Stop after this stage.")
 def run_cmd(stop_after: str | None, **opts: Any) -> None:
-    """Run the whole pipeline: teacher -> distill -> export -> calibrate -> bench (calibrate only for int8/fp16 targets).
+    """Run the whole pipeline: teacher -> distill -> export -> calibrate -> build -> bench -> bundle.
+
+    calibrate runs for int8/fp16 targets, build (TensorRT engines) for trt-* targets.
 
     Finished stages are skipped when their settings and inputs are unchanged; a changed option
     reruns its stage and everything after it. The report table is printed at the end.
@@ -474,7 +501,7 @@ def run_cmd(stop_after: str | None, **opts: Any) -> None:
       lfcc-pipeline run --teacher deit_s --student resnet18 --target trt-fp16
       lfcc-pipeline run --teacher test_vit --student test_resnet --data fashion-mini \\
           --target ort-fp32 --epochs 1 --teacher-epochs 1 --img-size 64 --out runs/demo
-      lfcc-pipeline run ... --stop-after export   # then build engines on the target device
+      lfcc-pipeline run ... --stop-after calibrate   # then build engines on the target device
     """
     _execute(opts, None, stop_after)
 
@@ -506,6 +533,62 @@ for _name, _summary in (
     ),
 ):
     _stage_command(_name, _summary)
+
+
+@cli.command("build")
+@shared_options
+@click.option("--onnx", type=click.Path(path_type=Path), default=None,
+              help="Standalone mode: build this ONNX file (FP32, FP16 or TensorRT Q/DQ) into an engine.")  # fmt: skip
+@click.option("--calib", type=click.Path(path_type=Path), default=None,
+              help="With --onnx: a calib.npz to make the FP16 / INT8 Q/DQ ONNX from an FP32 one where needed.")  # fmt: skip
+def build_cmd(onnx: Path | None, calib: Path | None, **opts: Any) -> None:
+    """Build TensorRT engines (targets trt-fp32, trt-fp16, trt-int8).
+
+    In a run directory it runs the stages before `build` first where missing or stale and writes
+    engines/<model>.<target>.engine. With --onnx it builds one file on this machine and writes
+    <model>.<target>.engine beside it (or --out PATH), with a .json describing the engine.
+    Engines are tied to the GPU and the TensorRT version: build them where they will run.
+
+    \b
+    Examples:
+      lfcc-pipeline build --onnx runs/demo/export/student.onnx --target trt-fp16 \\
+          --min-batch 1 --opt-batch 8 --max-batch 32 --timing-cache trt.cache
+      lfcc-pipeline build --onnx runs/demo/calib/student.int8.trt.onnx --target trt-int8
+      lfcc-pipeline build --onnx runs/demo/export/student.onnx --target trt-int8 \\
+          --calib runs/demo/calib/calib.npz
+    """
+    if onnx is None:
+        if calib is not None:
+            raise ConfigError("--calib goes with --onnx", "in a run directory the calibrate stage makes the models")
+        _execute(opts, "build", None)
+        return
+    from lfcc_pipeline.calib.qdq import QuantSpec
+    from lfcc_pipeline.runtimes.trt_build import TRT_TARGETS, BuildRequest, build_target, default_engine_path
+
+    setup_logging(opts["debug"])
+    targets = opts["targets"]
+    if not targets or any(t not in TRT_TARGETS for t in targets):
+        raise ConfigError(f"build --onnx needs --target {' | '.join(TRT_TARGETS)}", "e.g. --target trt-fp16")
+    if opts["out"] is not None and len(targets) > 1:
+        raise ConfigError("--out names one engine file, and several --target were given", "build one target per call")
+    cfg = config_from_options(
+        {**opts, "targets": ()}
+    ).validate()  # no run here: --bench-batch does not bound the profile
+    c = cfg.calib
+    for target in targets:
+        meta = build_target(
+            BuildRequest(
+                onnx=onnx, target=target, engine=opts["out"] or default_engine_path(onnx, target), calib=calib,
+                min_batch=cfg.build.min_batch, opt_batch=cfg.build.opt_batch,
+                max_batch=cfg.build.resolved_max(cfg.bench.batch_size), workspace_mb=cfg.build.workspace_mb,
+                timing_cache=cfg.build.timing_cache,
+                spec=QuantSpec(method=c.method, percentile=c.percentile, batch_size=c.batch_size, tool=c.tool),
+            )
+        )  # fmt: skip
+        engine = opts["out"] or default_engine_path(onnx, target)
+        click.echo(f"{engine}: TensorRT {meta['tensorrt']} {meta['precision']} engine for {meta['gpu']}, "
+                   f"batch {meta['profile']['min'][0]}..{meta['profile']['max'][0]}, "
+                   f"built in {meta['build_seconds']:.1f} s")  # fmt: skip
 
 
 @cli.command("bench")

@@ -42,6 +42,23 @@ def finished_run(tmp_path_factory) -> Path:
     return out
 
 
+# The calibration issue's acceptance command (`run --teacher test_vit --student test_resnet --data
+# fashion-mini --target ort-int8 --target ort-fp16 ...`, --method kd for speed) at the fast settings.
+CALIB_BASE = ["--teacher", "test_vit", "--student", "test_resnet", "--method", "kd", *FAST]
+CALIB_ARGS = [*CALIB_BASE, "--target", "ort-int8", "--target", "ort-fp16"]
+
+
+@pytest.fixture(scope="session")
+def calib_run(finished_run, tmp_path_factory) -> Path:
+    """A copy of the finished tiny run, calibrated and benchmarked on ort-int8/ort-fp16 (read-only)."""
+    out = tmp_path_factory.mktemp("calib") / "run"
+    shutil.copytree(finished_run, out)
+    r = cli("run", *CALIB_ARGS, "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "skipped (up to date): teacher, distill, export" in r.stderr
+    return out
+
+
 @pytest.fixture
 def run_copy(finished_run, tmp_path) -> Path:
     dst = tmp_path / "run"

@@ -134,6 +134,20 @@ class BenchConfig:
 
 
 @dataclass(frozen=True)
+class BuildConfig:
+    """TensorRT engine building (targets trt-*): the optimization profile of the dynamic batch axis."""
+
+    min_batch: int = 1
+    opt_batch: int = 1  # TensorRT tunes kernels for this batch; 1 = the latency an app sees per image
+    max_batch: int | None = None  # None: the larger of opt_batch and the throughput batch (--bench-batch)
+    workspace_mb: int | None = None  # None: TensorRT's default (all device memory)
+    timing_cache: Path | None = None  # None in a run: engines/timing.cache
+
+    def resolved_max(self, bench_batch: int) -> int:
+        return self.max_batch if self.max_batch is not None else max(self.opt_batch, bench_batch)
+
+
+@dataclass(frozen=True)
 class RunConfig:
     models: ModelsConfig = field(default_factory=ModelsConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -142,6 +156,7 @@ class RunConfig:
     export: ExportConfig = field(default_factory=ExportConfig)
     calib: CalibConfig = field(default_factory=CalibConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
+    build: BuildConfig = field(default_factory=BuildConfig)
     out: Path | None = None
     device: str = "auto"
     seed: int = 0
@@ -217,7 +232,31 @@ class RunConfig:
             raise ConfigError(f"--cakd-replace-prob must be in [0, 1), got {d.cakd_replace_prob}", "0.5 is the default")
         _positive("--tas-dim", d.tas_dim)
         validate_calib(self.calib)
+        validate_build(self.build, self.bench.batch_size if any(t.startswith("trt") for t in self.bench.targets) else 0)
         return self
+
+
+def validate_build(b: BuildConfig, bench_batch: int = 0) -> None:
+    """The batch profile must hold 1 <= min <= opt <= max, and max must cover the throughput batch."""
+    _positive("--min-batch", b.min_batch)
+    _positive("--opt-batch", b.opt_batch)
+    if b.max_batch is not None:
+        _positive("--max-batch", b.max_batch)
+    top = b.resolved_max(bench_batch)
+    if not b.min_batch <= b.opt_batch <= top:
+        raise ConfigError(
+            f"the batch profile needs --min-batch <= --opt-batch <= --max-batch, got {b.min_batch} / {b.opt_batch} / {top}",
+            "e.g. --min-batch 1 --opt-batch 8 --max-batch 32",
+        )
+    if top < bench_batch:
+        raise ConfigError(
+            f"--max-batch {top} is smaller than the throughput batch --bench-batch {bench_batch}",
+            f"use --max-batch {bench_batch} or more, or a smaller --bench-batch",
+        )
+    if b.workspace_mb is not None:
+        _positive("--workspace", b.workspace_mb)
+    if b.timing_cache is not None and Path(b.timing_cache).is_dir():
+        raise ConfigError(f"--timing-cache {b.timing_cache} is a directory", "pass a file path, e.g. trt.cache")
 
 
 def validate_calib(c: CalibConfig) -> None:

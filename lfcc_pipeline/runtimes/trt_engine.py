@@ -23,7 +23,7 @@ from lfcc_pipeline.runtimes.trt_plan import BuildPlan, Profile
 _logger = logging.getLogger(__name__)
 INSTALL_HINT = (
     "install TensorRT where the engine will run (desktop: pip install tensorrt, NVIDIA's wheels for CUDA 12/13; "
-    "Jetson: JetPack 6's python3-libnvinfer) or run with --stop-after export and build on the target device"
+    "Jetson: JetPack 6's python3-libnvinfer) or run with --stop-after calibrate and build on the target device"
 )
 
 
@@ -89,8 +89,14 @@ def build_engine(
     input_name: str = "input",
     workspace_bytes: int | None = None,
     timing_cache: Path | None = None,
+    source_of_record: Path | None = None,
+    extra_meta: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Build `onnx_path` into `engine_path` (+ `.json`) following `plan`; return the metadata."""
+    """Build `onnx_path` into `engine_path` (+ `.json`) following `plan`; return the metadata.
+
+    `source_of_record` is the ONNX the user gave when `onnx_path` is a model made from it on the
+    fly (its path, hash and metadata go into the JSON); `extra_meta` is added to the JSON."""
+    record = source_of_record or onnx_path
     trt = import_tensorrt()
     logger = make_logger(trt)
     t0 = time.perf_counter()
@@ -144,9 +150,10 @@ def build_engine(
         "input": input_name,
         "profile": {"min": profile.shapes()[0], "opt": profile.shapes()[1], "max": profile.shapes()[2]},
         "build_seconds": round(seconds, 2),
-        "source_onnx": str(onnx_path),
-        "source_onnx_sha256": sha256_file(onnx_path),
-        "metadata": _onnx_metadata(onnx_path),
+        "source_onnx": str(record),
+        "source_onnx_sha256": sha256_file(record),
+        "metadata": _onnx_metadata(record),
+        **(extra_meta or {}),
     }
     write_json(engine_json(engine_path), meta)
     _logger.info("built %s (%s, %.1f MB) in %.1f s", engine_path.name, plan.precision,

@@ -22,7 +22,8 @@ from lfcc_pipeline.predict import ort_providers
 from lfcc_pipeline.runtimes.ort_runner import OrtRunner
 from lfcc_pipeline.runtimes.targets import parse_target
 from lfcc_pipeline.runtimes.torch_runner import TorchRunner
-from lfcc_pipeline.stages import calibrate, common
+from lfcc_pipeline.runtimes.trt_runner import TrtRunner
+from lfcc_pipeline.stages import build, calibrate, common
 from lfcc_pipeline.training.evaluate import topk_accuracy
 
 _logger = logging.getLogger(__name__)
@@ -68,6 +69,12 @@ def _candidates(cfg: RunConfig, ctx: StageContext) -> tuple[list[Candidate], dic
             if t.runtime == "torch":
                 make = functools.partial(TorchRunner, model, ctx.device)
                 size = _mb(weights)
+            elif t.runtime == "trt":
+                if (role, name) not in build.builds(cfg):
+                    continue  # --no-calib-teacher: no INT8 teacher engine
+                engine = common.require(ctx.run_dir, build.engine_rel(role, name), "build")
+                make = functools.partial(TrtRunner, engine)
+                size = _mb(engine)
             else:
                 rel, stage = (
                     (calibrate.model_rel(role, CALIB_FLAVOUR[name]), "calibrate")
@@ -172,7 +179,7 @@ def run(cfg: RunConfig, ctx: StageContext) -> StageResult:
 
 STAGE = Stage(
     "bench",
-    ("teacher", "distill", "export", "calibrate"),
+    ("teacher", "distill", "export", "calibrate", "build"),
     run,
     config_slice,
     help="measure accuracy and latency of teacher and student on every target",

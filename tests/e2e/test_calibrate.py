@@ -14,30 +14,16 @@ from lfcc_pipeline.data.preprocess import Preprocess
 from lfcc_pipeline.data.sources import load_dataset
 from lfcc_pipeline.data.specs import parse_data_spec
 from lfcc_pipeline.data.transforms import Normalization, to_float
-from tests.conftest import FAST, cli
+from tests.conftest import CALIB_ARGS, CALIB_BASE, cli
 
 pytestmark = pytest.mark.slow
 
-# The issue's acceptance command (`run --teacher test_vit --student test_resnet --data fashion-mini
-# --target ort-int8 --target ort-fp16 ...`, with --method kd: lfcc is another issue) at the test
-# suite's fast settings, on a copy of the finished tiny run so only calibrate and bench run.
-BASE = ["--teacher", "test_vit", "--student", "test_resnet", "--method", "kd", *FAST]
-ARGS = [*BASE, "--target", "ort-int8", "--target", "ort-fp16"]
+BASE, ARGS = CALIB_BASE, CALIB_ARGS
 FLAVOURS = ("int8.trt", "int8.cpu", "fp16")
 
 
 def _manifest(run):
     return json.loads((run / "manifest.json").read_text())["stages"]
-
-
-@pytest.fixture(scope="module")
-def calib_run(finished_run, tmp_path_factory):
-    out = tmp_path_factory.mktemp("calib") / "run"
-    shutil.copytree(finished_run, out)
-    r = cli("run", *ARGS, "--out", str(out))
-    assert r.returncode == 0, r.stderr
-    assert "skipped (up to date): teacher, distill, export" in r.stderr
-    return out
 
 
 @pytest.fixture

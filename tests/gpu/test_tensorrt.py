@@ -22,28 +22,36 @@ def onnx_model(tmp_path_factory):
     return path
 
 
-def _build(onnx_path, precision, tmp_path, cache=None):
-    import tensorrt as trt
+@pytest.fixture(scope="module")
+def calib_npz(tmp_path_factory):
+    from lfcc_pipeline.calib.calibset import CalibSet, save_calibset
+    from lfcc_pipeline.data.sources import load_dataset
+    from lfcc_pipeline.data.specs import parse_data_spec
 
-    from lfcc_pipeline.runtimes.trt_engine import build_engine
-    from lfcc_pipeline.runtimes.trt_plan import input_profile, plan_build
+    ds = load_dataset(parse_data_spec("fashion-mini"))
+    path = tmp_path_factory.mktemp("trt_calib") / "calib.npz"
+    save_calibset(path, CalibSet(ds.train.images[:64].numpy(), ds.train.labels[:64].numpy().astype(np.int64), 64,
+                                 "stretch", 1.0, (0.5,) * 3, (0.5,) * 3, tuple(ds.classes)))  # fmt: skip
+    return path
 
-    plan = plan_build(trt.__version__, precision)
-    if plan.onnx_kind != "fp32":
-        pytest.skip(
-            f"TensorRT {trt.__version__} needs a {plan.onnx_kind} ONNX for {precision} (see test_build_command)"
-        )
+
+def _build(onnx_path, precision, tmp_path, cache=None, calib=None):
+    """Through build_target: on TensorRT 11 (FP16) and for INT8 the ONNX is converted with `calib`."""
+    from lfcc_pipeline.calib.qdq import QuantSpec
+    from lfcc_pipeline.runtimes.trt_build import BuildRequest, build_target
+
     engine = tmp_path / f"student.trt-{precision}.engine"
-    build_engine(onnx_path, engine, plan, input_profile(["batch", 3, 64, 64], 1, 4, 8), timing_cache=cache)
+    build_target(BuildRequest(onnx_path, f"trt-{precision}", engine, calib, 1, 4, 8, timing_cache=cache,
+                              spec=QuantSpec(method="max", tool="ort")))  # fmt: skip
     return engine
 
 
-@pytest.mark.parametrize("precision, atol", [("fp32", 1e-2), ("fp16", 0.2)])
-def test_engine_matches_onnx_runtime(onnx_model, precision, atol, tmp_path):
+@pytest.mark.parametrize("precision, atol", [("fp32", 1e-2), ("fp16", 0.2), ("int8", 1.0)])
+def test_engine_matches_onnx_runtime(onnx_model, calib_npz, precision, atol, tmp_path):
     from lfcc_pipeline.runtimes.ort_runner import OrtRunner
     from lfcc_pipeline.runtimes.trt_runner import TrtRunner
 
-    engine = _build(onnx_model, precision, tmp_path, cache=tmp_path / "timing.cache")
+    engine = _build(onnx_model, precision, tmp_path, cache=tmp_path / "timing.cache", calib=calib_npz)
     assert (tmp_path / "timing.cache").stat().st_size > 0
     x = np.random.default_rng(0).standard_normal((8, 3, 64, 64)).astype(np.float32)
     ref = OrtRunner(onnx_model)(x)
@@ -80,3 +88,15 @@ def test_batch_outside_the_profile(onnx_model, tmp_path):
     runner = TrtRunner(_build(onnx_model, "fp32", tmp_path))
     with pytest.raises(ConfigError, match="profile"):
         runner(np.zeros((9, 3, 64, 64), np.float32))
+
+
+def test_run_with_tensorrt_targets_builds_and_benchmarks_engines(tmp_path):
+    from tests.conftest import CALIB_BASE, cli
+
+    out = tmp_path / "run"
+    r = cli("run", *CALIB_BASE, "--target", "trt-fp16", "--target", "trt-int8", "--device", "cuda", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    rows = json.loads((out / "bench" / "report.json").read_text())["rows"]
+    got = {(row["model"], row["target"]) for row in rows if row.get("latency_ms")}
+    assert {("student", "trt-fp16"), ("student", "trt-int8"), ("teacher", "trt-fp16")} <= got
+    assert all("latency_e2e_ms" in row for row in rows if row["target"].startswith("trt-") and row.get("latency_ms"))

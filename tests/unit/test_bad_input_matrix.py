@@ -123,6 +123,11 @@ MATRIX = [
     ("--calib-file", "/no/such/calib.npz", "does not exist"),
     ("--calib-eval-images", "0", "--calib-eval-images"),
     ("--max-int8-drop", "-1", "--max-int8-drop"),
+    ("--min-batch", "0", "--min-batch"),
+    ("--opt-batch", "0", "--opt-batch"),
+    ("--max-batch", "0", "--max-batch"),
+    ("--workspace", "-5", "--workspace"),
+    ("--timing-cache", "{files}", "is a directory"),
 ]
 METHOD_SPECIFIC = {"--lfcc-stages": "lfcc", "--lfcc-num-stages": "lfcc", "--ofa-stages": "ofa", "--cakd-taps": "cakd",
                    "--tas-split": "tas"}  # fmt: skip

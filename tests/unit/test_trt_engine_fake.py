@@ -1,9 +1,7 @@
 """build_engine against a stand-in `tensorrt` module that has exactly the documented API of each
 version (8.6, 10.x, 11.x), so a call to something a version lacks fails here, without a GPU."""
 
-import enum
 import json
-import types
 
 import pytest
 import torch
@@ -13,99 +11,7 @@ from lfcc_pipeline.models.factory import create_model
 from lfcc_pipeline.models.onnx_export import export_onnx
 from lfcc_pipeline.runtimes import trt_engine
 from lfcc_pipeline.runtimes.trt_plan import input_profile, plan_build
-
-
-def fake_tensorrt(version: str, parse_ok: bool = True):
-    major = int(version.split(".")[0])
-    calls = {"network_flags": None, "builder_flags": [], "profile": None, "cache_blob": None, "pool": None}
-    trt = types.ModuleType("tensorrt")
-    trt.__version__ = version
-    net_flags = {"EXPLICIT_BATCH": 0} if major < 10 else {"EXPLICIT_BATCH": 0, "STRONGLY_TYPED": 1}
-    trt.NetworkDefinitionCreationFlag = enum.IntEnum("NetworkDefinitionCreationFlag", net_flags)
-    builder_flags = {"TF32": 2} if major >= 11 else {"FP16": 0, "INT8": 1, "TF32": 2}  # 11 removed FP16/INT8
-    trt.BuilderFlag = enum.IntEnum("BuilderFlag", builder_flags)
-    trt.MemoryPoolType = enum.IntEnum("MemoryPoolType", {"WORKSPACE": 0})
-
-    class ILogger:
-        Severity = enum.IntEnum("Severity", {"INTERNAL_ERROR": 0, "ERROR": 1, "WARNING": 2, "INFO": 3, "VERBOSE": 4})
-
-        def __init__(self):
-            pass
-
-    class Cache:
-        def __init__(self, blob):
-            self.blob = bytes(blob) or b"new-cache"
-
-        def serialize(self):
-            return self.blob + b"+tuned"
-
-    class Config:
-        def __init__(self):
-            self.cache = None
-
-        def set_memory_pool_limit(self, pool, size):
-            calls["pool"] = (pool, size)
-
-        def set_flag(self, flag):
-            calls["builder_flags"].append(flag.name)
-
-        def add_optimization_profile(self, profile):
-            calls["profile"] = profile.shape
-            return 0
-
-        def create_timing_cache(self, blob):
-            calls["cache_blob"] = bytes(blob)
-            return Cache(blob)
-
-        def set_timing_cache(self, cache, ignore_mismatch):
-            self.cache = cache
-            return True
-
-        def get_timing_cache(self):
-            return self.cache
-
-    class Profile:
-        shape = None
-
-        def set_shape(self, name, lo, opt, hi):
-            self.shape = (name, lo, opt, hi)
-
-    class Error:
-        def __init__(self, i):
-            self.i = i
-
-        def __str__(self):
-            return f"In node {self.i} (importFoo): UNSUPPORTED_NODE: op {self.i}"
-
-    class OnnxParser:
-        def __init__(self, network, logger):
-            self.num_errors = 0 if parse_ok else 2
-
-        def parse_from_file(self, path):
-            return parse_ok
-
-        def get_error(self, i):
-            return Error(i)
-
-    class Builder:
-        def __init__(self, logger):
-            self.logger = logger
-
-        def create_network(self, flags):
-            calls["network_flags"] = flags
-            return object()
-
-        def create_builder_config(self):
-            return Config()
-
-        def create_optimization_profile(self):
-            return Profile()
-
-        def build_serialized_network(self, network, config):
-            return b"PLAN:" + version.encode()
-
-    trt.ILogger, trt.Builder, trt.OnnxParser = ILogger, Builder, OnnxParser
-    return trt, calls
+from tests.fake_tensorrt import fake_tensorrt
 
 
 @pytest.fixture(scope="module")
@@ -166,4 +72,4 @@ def test_tensorrt_missing_is_one_clear_error(monkeypatch):
     with pytest.raises(TargetUnavailable) as e:
         trt_engine.import_tensorrt()
     assert "TensorRT is not installed" in e.value.line() and "pip install tensorrt" in e.value.line()
-    assert torch.cuda.is_available() or "--stop-after export" in e.value.line()
+    assert torch.cuda.is_available() or "--stop-after calibrate" in e.value.line()

@@ -1,0 +1,157 @@
+"""One trt-* target from one ONNX file: pick (or make) the ONNX the build plan needs, derive the
+optimization profile from the ONNX input, build the engine, describe it.
+
+Shared by the `build` stage (engines/ in a run directory) and the standalone `build --onnx`
+command. What each TensorRT version needs is decided in trt_plan.py: TensorRT 8.6/10 build FP16
+from the FP32 ONNX with a builder flag; TensorRT 11 (strongly typed) needs an FP16 ONNX; INT8 is
+always an explicit Q/DQ ONNX in the TensorRT flavour. Given an FP32 ONNX and a calib.npz, the
+FP16 or Q/DQ model is made on the fly with the calibration library and discarded after the build.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lfcc_pipeline.calib.qdq import QuantSpec
+from lfcc_pipeline.errors import ArtifactError, ConfigError
+from lfcc_pipeline.runtimes.trt_plan import BuildPlan, input_profile, plan_build
+
+_logger = logging.getLogger(__name__)
+TRT_TARGETS = ("trt-fp32", "trt-fp16", "trt-int8")
+_CPU_INT8_OPS = {"QLinearConv", "QLinearMatMul", "QGemm", "ConvInteger", "MatMulInteger", "DynamicQuantizeLinear"}
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    onnx: Path
+    target: str  # trt-fp32 | trt-fp16 | trt-int8
+    engine: Path
+    calib: Path | None = None  # calib.npz: lets an FP32 ONNX become the FP16 / Q/DQ model a plan needs
+    min_batch: int = 1
+    opt_batch: int = 1
+    max_batch: int = 32
+    workspace_mb: int | None = None
+    timing_cache: Path | None = None
+    spec: QuantSpec = field(default_factory=QuantSpec)  # calibration settings for an on-the-fly Q/DQ model
+
+
+def default_engine_path(onnx: Path, target: str) -> Path:
+    """Beside the ONNX: export/student.onnx or calib/student.int8.trt.onnx -> student.<target>.engine."""
+    return onnx.with_name(f"{onnx.name.split('.')[0]}.{target}.engine")
+
+
+def onnx_kind(model) -> str:
+    """fp32 | fp16 | qdq (TensorRT-flavour Q/DQ) | int8-cpu (ONNX Runtime's integer kernels, not for TensorRT)."""
+    import onnx
+
+    from lfcc_pipeline.calib import checks
+
+    ops = {n.op_type for n in model.graph.node}
+    if ops & _CPU_INT8_OPS:
+        return "int8-cpu"
+    if {"QuantizeLinear", "DequantizeLinear"} & ops:
+        return "int8-cpu" if checks.trt_qdq_problems(model) else "qdq"
+    types = [t.data_type for t in model.graph.initializer]
+    if types and sum(t == onnx.TensorProto.FLOAT16 for t in types) > len(types) / 2:
+        return "fp16"
+    return "fp32"
+
+
+KIND_WORDS = {"fp32": "an FP32 model", "fp16": "an FP16 model", "qdq": "an INT8 Q/DQ model (TensorRT flavour)",
+              "int8-cpu": "an INT8 model for ONNX Runtime's CPU kernels"}  # fmt: skip
+
+
+def _load(path: Path):
+    from lfcc_pipeline.calib import graph
+
+    if not path.is_file():
+        raise ArtifactError(f"ONNX file {path} does not exist", "pass the student.onnx that export wrote")
+    try:
+        return graph.load(path)
+    except ArtifactError:
+        raise
+    except Exception as e:  # onnx raises DecodeError and friends for other files
+        raise ArtifactError(f"{path} is not a readable ONNX file ({type(e).__name__})", "re-export it") from e
+
+
+def source_plan(plan: BuildPlan, kind: str, req: BuildRequest, trt_version: str) -> str:
+    """How to get the ONNX the plan needs from `kind`: "as-is", "to-fp16" or "to-qdq" (ConfigError if impossible)."""
+    given = f"{req.onnx.name} is {KIND_WORDS[kind]}"
+    if kind == "int8-cpu":
+        raise ConfigError(f"{given}: TensorRT needs symmetric Q/DQ",
+                          "pass calib/<model>.int8.trt.onnx, or the FP32 ONNX with --calib calib.npz")  # fmt: skip
+    need = plan.onnx_kind
+    if kind == need or (need == "fp32" and kind == "fp16" and plan.precision == "fp16"):
+        return "as-is"  # TensorRT 8.6/10 also parse an FP16 ONNX for an FP16 engine
+    if kind == "fp32" and need in ("fp16", "qdq"):
+        if req.calib is None:
+            what = "FP16 ONNX" if need == "fp16" else "INT8 Q/DQ ONNX"
+            made_by = "calib/<model>.fp16.onnx" if need == "fp16" else "calib/<model>.int8.trt.onnx"
+            raise ConfigError(
+                f"{req.target} on TensorRT {trt_version} builds from an {what} and {given}",
+                f"pass {made_by} (made by `lfcc-pipeline calibrate`), or add --calib calib.npz to make it now",
+            )
+        return f"to-{need}"
+    want = {"fp32": "the FP32 ONNX (export/<model>.onnx)", "fp16": "an FP16 ONNX or the FP32 one with --calib",
+            "qdq": "a TensorRT-flavour Q/DQ ONNX, or the FP32 one with --calib"}[need]  # fmt: skip
+    raise ConfigError(f"{req.target} on TensorRT {trt_version} needs {want}; {given}", "pass the matching ONNX file")
+
+
+def _calibration_inputs(req: BuildRequest, model):
+    from lfcc_pipeline.calib import graph
+    from lfcc_pipeline.calib.calibset import load_calibset, model_inputs
+    from lfcc_pipeline.data.preprocess import Preprocess
+
+    cs = load_calibset(req.calib)
+    meta = graph.metadata(model)
+    try:
+        pre = Preprocess.from_dict(json.loads(meta["lfcc.preprocess"]))
+    except (KeyError, TypeError, ValueError):  # not made by lfcc-pipeline: the set's own normalisation
+        pre = None
+    _, dims = graph.input_info(model)
+    return model_inputs(cs, pre, dims, model_name=req.onnx.name, origin=str(req.calib))
+
+
+def build_target(req: BuildRequest) -> dict[str, Any]:
+    """Build `req.engine` (+ .json) for `req.target` from `req.onnx`; return the engine's metadata.
+
+    Checks the inputs and that TensorRT is importable before any conversion work; raises one-line
+    LfccErrors (TensorRT missing, wrong ONNX for the target, profile outside the input's range)."""
+    from lfcc_pipeline.calib import graph
+    from lfcc_pipeline.runtimes import trt_engine
+
+    if req.target not in TRT_TARGETS:
+        raise ConfigError(f"build makes TensorRT engines, not --target {req.target}", f"use {', '.join(TRT_TARGETS)}")
+    model = _load(req.onnx)
+    input_name, dims = graph.input_info(model)
+    profile = input_profile(list(dims), req.min_batch, req.opt_batch, req.max_batch)
+    trt = trt_engine.import_tensorrt()
+    plan = plan_build(trt.__version__, req.target.split("-")[1])
+    how = source_plan(plan, onnx_kind(model), req, trt.__version__)
+    extra: dict[str, Any] = {"target": req.target}
+    with tempfile.TemporaryDirectory(prefix="lfcc-build-") as tmp:
+        src = req.onnx
+        if how != "as-is":
+            data = _calibration_inputs(req, model)
+            src = Path(tmp) / f"{req.onnx.stem}.{how[3:]}.onnx"
+            label = req.onnx.name
+            if how == "to-fp16":
+                from lfcc_pipeline.calib.fp16 import convert_fp16
+
+                produced = convert_fp16(req.onnx, src, data, req.spec, label)
+            else:
+                from lfcc_pipeline.calib.qdq import quantize_int8
+
+                produced = quantize_int8(req.onnx, src, data, req.spec, "trt", label)
+            extra["converted"] = f"{how[3:]} made from {req.onnx.name} with {produced.tool} on {req.calib}"
+            _logger.info("build: %s", extra["converted"])
+        return trt_engine.build_engine(
+            src, req.engine, plan, profile, input_name,
+            workspace_bytes=req.workspace_mb * (1 << 20) if req.workspace_mb else None,
+            timing_cache=req.timing_cache, source_of_record=req.onnx, extra_meta=extra,
+        )  # fmt: skip

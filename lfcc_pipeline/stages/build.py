@@ -1,0 +1,87 @@
+"""Stage `build`: TensorRT engines for the trt-* targets, engines/<role>.<target>.engine (+ .json).
+
+Sources: trt-fp32 builds from export/<role>.onnx; trt-fp16 from the same FP32 ONNX with the FP16
+flag (TensorRT 8.6/10) or from calib/<role>.fp16.onnx (TensorRT 11, strongly typed); trt-int8 from
+calib/<role>.int8.trt.onnx. One timing cache (engines/timing.cache unless --timing-cache) is
+reused and updated by every build, so rebuilding after a change is quick.
+"""
+
+from __future__ import annotations
+
+from lfcc_pipeline.pipeline.config import RunConfig, as_dict
+from lfcc_pipeline.pipeline.stage import Stage, StageContext, StageResult
+from lfcc_pipeline.runtimes.trt_build import TRT_TARGETS, BuildRequest, build_target
+from lfcc_pipeline.runtimes.trt_plan import plan_build
+from lfcc_pipeline.stages import calibrate, common
+
+TIMING_CACHE = "engines/timing.cache"
+
+
+def engine_rel(role: str, target: str) -> str:
+    return f"engines/{role}.{target}.engine"
+
+
+def targets(cfg: RunConfig) -> list[str]:
+    return [t for t in cfg.bench.targets if t in TRT_TARGETS]
+
+
+def needed(cfg: RunConfig) -> bool:
+    return bool(targets(cfg))
+
+
+def builds(cfg: RunConfig) -> list[tuple[str, str]]:
+    """(role, target) pairs to build: both roles, except INT8 teachers under --no-calib-teacher."""
+    return [
+        (role, target)
+        for role in ("teacher", "student")
+        for target in targets(cfg)
+        if target != "trt-int8" or role in calibrate.roles(cfg)
+    ]
+
+
+def config_slice(cfg: RunConfig) -> dict:
+    b = as_dict(cfg.build)
+    b.pop("timing_cache")  # a cache makes builds faster, not different
+    b["max_batch"] = cfg.build.resolved_max(cfg.bench.batch_size)
+    return {"build": b, "builds": builds(cfg), "device": cfg.device}
+
+
+def _source(ctx: StageContext, role: str, target: str, trt_version: str):
+    precision = target.split("-")[1]
+    kind = plan_build(trt_version, precision).onnx_kind
+    if kind == "qdq":
+        return common.require(ctx.run_dir, calibrate.model_rel(role, "int8.trt"), "calibrate")
+    if kind == "fp16":
+        return common.require(ctx.run_dir, calibrate.model_rel(role, "fp16"), "calibrate")
+    return common.require(ctx.run_dir, common.TEACHER_ONNX if role == "teacher" else common.STUDENT_ONNX, "export")
+
+
+def run(cfg: RunConfig, ctx: StageContext) -> StageResult:
+    from lfcc_pipeline.runtimes.trt_engine import engine_json, import_tensorrt
+
+    version = import_tensorrt().__version__
+    cache = cfg.build.timing_cache or ctx.path(TIMING_CACHE)
+    outputs, lines = [], []
+    for role, target in builds(cfg):
+        rel = engine_rel(role, target)
+        meta = build_target(
+            BuildRequest(
+                onnx=_source(ctx, role, target, version), target=target, engine=ctx.path(rel),
+                min_batch=cfg.build.min_batch, opt_batch=cfg.build.opt_batch,
+                max_batch=cfg.build.resolved_max(cfg.bench.batch_size), workspace_mb=cfg.build.workspace_mb,
+                timing_cache=cache,
+            )
+        )  # fmt: skip
+        outputs += [rel, str(engine_json(ctx.path(rel)).relative_to(ctx.run_dir))]
+        lines.append(f"{role} {target} {meta['build_seconds']:.0f} s")
+    return StageResult(outputs=outputs, summary=f"TensorRT {version} on {meta['gpu']}: " + ", ".join(lines))
+
+
+STAGE = Stage(
+    "build",
+    ("export", "calibrate"),
+    run,
+    config_slice,
+    needed=needed,
+    help="build TensorRT engines for the trt-* targets",
+)
