@@ -49,7 +49,7 @@ def fake_tensorrt(version: str, parse_ok: bool = True):
 
         def create_timing_cache(self, blob):
             calls["cache_blob"] = bytes(blob)
-            return Cache(blob)
+            return None if bytes(blob).startswith(b"corrupt") else Cache(blob)
 
         def set_timing_cache(self, cache, ignore_mismatch):
             self.cache = cache

@@ -40,22 +40,40 @@ def import_tensorrt():
     return trt
 
 
+_LOGGERS: dict[int, Any] = {}
+
+
 def make_logger(trt, severity: str = "WARNING"):
-    """A trt.ILogger that forwards to Python logging and keeps the messages (deserialization
-    failures are only explained through the logger)."""
+    """The process's trt.ILogger: forwards to Python logging and keeps the messages (deserialization
+    failures are only explained through the logger). TensorRT keeps the first logger it is given
+    for the whole process, so every Builder and Runtime here gets the same one; callers take a
+    `mark()` before an operation and read `reason(mark)` after it fails."""
+    if id(trt) in _LOGGERS:
+        return _LOGGERS[id(trt)]
 
     class CapturingLogger(trt.ILogger):
         def __init__(self) -> None:
             trt.ILogger.__init__(self)
-            self.messages: list[str] = []
-            self.threshold = getattr(trt.ILogger.Severity, severity)
+            self.messages: list[tuple[int, str]] = []
+            self.threshold = int(getattr(trt.ILogger.Severity, severity))
+            self.error = int(trt.ILogger.Severity.ERROR)
 
         def log(self, sev, msg) -> None:  # noqa: D102 - the ILogger callback
-            if int(sev) <= int(self.threshold):
-                self.messages.append(str(msg))
+            if int(sev) <= self.threshold:
+                self.messages.append((int(sev), str(msg)))
                 _logger.warning("TensorRT: %s", msg)
 
-    return CapturingLogger()
+        def mark(self) -> int:
+            return len(self.messages)
+
+        def reason(self, mark: int, fallback: str) -> str:
+            """The last error logged since `mark` (else the last warning), or `fallback`."""
+            new = self.messages[mark:]
+            errors = [m for sev, m in new if sev <= self.error]
+            return (errors or [m for _, m in new] or [fallback])[-1]
+
+    _LOGGERS[id(trt)] = CapturingLogger()
+    return _LOGGERS[id(trt)]
 
 
 def gpu_identity(device_index: int = 0) -> dict[str, str]:
@@ -99,6 +117,7 @@ def build_engine(
     record = source_of_record or onnx_path
     trt = import_tensorrt()
     logger = make_logger(trt)
+    mark = logger.mark()
     t0 = time.perf_counter()
     builder = trt.Builder(logger)
     network = builder.create_network(_flags(trt.NetworkDefinitionCreationFlag, plan.network_flags))
@@ -128,13 +147,13 @@ def build_engine(
     if timing_cache is not None:
         blob = timing_cache.read_bytes() if timing_cache.is_file() else b""
         cache = config.create_timing_cache(blob)
-        if not config.set_timing_cache(cache, False):
+        if cache is None or not config.set_timing_cache(cache, False):  # corrupt, or another GPU/TensorRT
             _logger.warning("timing cache %s does not match this GPU/TensorRT; starting a new one", timing_cache)
             cache = config.create_timing_cache(b"")
             config.set_timing_cache(cache, False)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
-        reason = logger.messages[-1] if logger.messages else "see the TensorRT log above"
+        reason = logger.reason(mark, "see the TensorRT log above")
         raise StageFailed(f"TensorRT could not build {engine_path.name}: {reason}", "see the TensorRT messages above")
     seconds = time.perf_counter() - t0
     write_bytes(engine_path, bytes(memoryview(serialized)))

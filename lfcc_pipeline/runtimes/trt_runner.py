@@ -40,6 +40,9 @@ def torch_dtype(trt, dtype):
 
 
 class TrtRunner(Runner):
+    """Runs one engine on a torch CUDA stream of its own. `run` returns the engine's output tensor,
+    which the next call overwrites: `to_numpy` (or a copy) before calling again."""
+
     runtime = "trt"
 
     def __init__(self, engine_path: Path, cuda_graph: bool = False, device_index: int = 0) -> None:
@@ -61,9 +64,10 @@ class TrtRunner(Runner):
             blob = self.path.read_bytes()
         except OSError as e:
             raise ArtifactError(f"cannot read engine {self.path}: {e.strerror}", "check the path") from e
+        mark = self.logger.mark()
         self.engine = trt.Runtime(self.logger).deserialize_cuda_engine(blob)
         if self.engine is None:  # TensorRT returns None (no exception) for foreign or corrupt plans
-            reason = self.logger.messages[-1] if self.logger.messages else "not a TensorRT engine for this setup"
+            reason = self.logger.reason(mark, "not a TensorRT engine for this setup")
             raise ArtifactError(f"TensorRT cannot load {self.path.name}: {reason}",
                                 "rebuild the engine on this machine with this TensorRT version")  # fmt: skip
         self.context = self.engine.create_execution_context()
@@ -121,13 +125,17 @@ class TrtRunner(Runner):
 
         x = native_input
         self.stream.wait_stream(torch.cuda.current_stream(self.torch_device))
+        x.record_stream(self.stream)  # the caching allocator must not reuse x before TensorRT has read it
         with torch.cuda.stream(self.stream):
             if self.cuda_graph:
                 return self._run_graph(x)
             self._bind(x)
-            if not self.context.execute_async_v3(self.stream.cuda_stream):
-                raise ArtifactError(f"TensorRT execution of {self.path.name} failed", "see the TensorRT log above")
+            self._execute()
         return self._out
+
+    def _execute(self) -> None:
+        if not self.context.execute_async_v3(self.stream.cuda_stream):
+            raise ArtifactError(f"TensorRT execution of {self.path.name} failed", "see the TensorRT log above")
 
     def _run_graph(self, x):
         import torch
@@ -135,7 +143,7 @@ class TrtRunner(Runner):
         if self._graph is None or self._graph_input is None or tuple(x.shape) != tuple(self._graph_input.shape):
             self._graph_input = x.clone()
             self._bind(self._graph_input)
-            self.context.execute_async_v3(self.stream.cuda_stream)  # once before capture (deferred init)
+            self._execute()  # once before capture (deferred initialisation happens here, not in the graph)
             self.stream.synchronize()
             graph = torch.cuda.CUDAGraph()
             try:
@@ -147,7 +155,7 @@ class TrtRunner(Runner):
             if not ok:
                 self.cuda_graph = False
                 self._bind(x)
-                self.context.execute_async_v3(self.stream.cuda_stream)
+                self._execute()
                 return self._out
             self._graph = graph
         else:

@@ -73,3 +73,26 @@ def test_tensorrt_missing_is_one_clear_error(monkeypatch):
         trt_engine.import_tensorrt()
     assert "TensorRT is not installed" in e.value.line() and "pip install tensorrt" in e.value.line()
     assert torch.cuda.is_available() or "--stop-after calibrate" in e.value.line()
+
+
+def test_a_corrupt_timing_cache_is_replaced(onnx_file, tmp_path, monkeypatch):
+    trt, calls = fake_tensorrt("10.3.0")
+    monkeypatch.setattr(trt_engine, "import_tensorrt", lambda: trt)
+    monkeypatch.setattr(trt_engine, "gpu_identity", lambda index=0: {"gpu": "Fake GPU", "compute_capability": "8.9"})
+    cache = tmp_path / "timing.cache"
+    cache.write_bytes(b"corrupt bytes")
+    trt_engine.build_engine(onnx_file, tmp_path / "x.engine", plan_build("10.3.0", "fp32"),
+                            input_profile(["batch", 3, 32, 32], 1, 1, 1), timing_cache=cache)  # fmt: skip
+    assert cache.read_bytes() == b"new-cache+tuned"
+
+
+def test_the_shared_logger_reports_the_last_error_since_the_mark():
+    trt, _ = fake_tensorrt("10.3.0")
+    logger = trt_engine.make_logger(trt)
+    assert trt_engine.make_logger(trt) is logger  # one per process, as TensorRT keeps the first
+    logger.log(trt.ILogger.Severity.ERROR, "an old failure")
+    mark = logger.mark()
+    assert logger.reason(mark, "fallback") == "fallback"
+    logger.log(trt.ILogger.Severity.ERROR, "Serialization assertion failed: magic tag")
+    logger.log(trt.ILogger.Severity.WARNING, "a later warning")
+    assert logger.reason(mark, "fallback") == "Serialization assertion failed: magic tag"
