@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 demo: setup
 	$(BIN)/lfcc-pipeline run --teacher convnext_atto --student test_efficientnet --data fashion-mini \
 		--img-size 32 --teacher-epochs 10 --epochs 5 --no-pretrained \
-		--target torch --target ort-fp32 --out $(DEMO_OUT)
+		--target torch --target ort-fp32 --target ort-int8 --out $(DEMO_OUT)
 
 test: setup lint
 	$(BIN)/pytest -q

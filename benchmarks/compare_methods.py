@@ -1,7 +1,7 @@
 """Distillation methods side by side: one teacher, one student, the same budget, several seeds.
 
     make fashion-mnist                        # Debian's dataset-fashion-mnist (full Fashion-MNIST)
-    python benchmarks/compare_methods.py      # CPU default (6 methods x 3 seeds): about 70 minutes on 2 cores
+    python benchmarks/compare_methods.py      # CPU default (6 methods x 3 seeds): about 40 minutes on 2 cores
 
 The teacher is trained once through the pipeline (`lfcc-pipeline teacher`), then every
 (method, seed) distills a fresh student from it with `--teacher-weights ... --teacher-epochs 0`

@@ -192,7 +192,7 @@ def shared_options(fn):
         click.option("--ce-weight", type=float, default=1.0, show_default=True, help="Cross-entropy weight."),
         click.option("--kd-weight", type=float, default=1.0, show_default=True, help="Logit KD weight (kd, lfcc)."),
         click.option("--kd-temperature", type=float, default=4.0, show_default=True, help="Logit KD temperature."),
-        click.option("--lfcc-weight", type=float, default=1.0, show_default=True, help="LFCC contrastive loss weight."),
+        click.option("--lfcc-weight", type=float, default=2.0, show_default=True, help="LFCC contrastive loss weight."),
         click.option(
             "--lfcc-stages",
             default=None,

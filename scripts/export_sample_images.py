@@ -1,6 +1,6 @@
 """Write a few test images of fashion-mini as PNG files (for trying `lfcc-pipeline predict`).
 
-    python scripts/export_sample_images.py            # -> examples/images/<class>.png, one per class
+python scripts/export_sample_images.py            # -> examples/images/<class>.png, one per class
 """
 
 from __future__ import annotations

@@ -170,7 +170,10 @@ def run(cfg: RunConfig, ctx: StageContext) -> StageResult:
         if cfg.calib.strict:
             raise StageFailed(line, "the report marks the row; try another --calib-method or a larger --calib-size")
         _logger.warning("warning: %s", line)
-    best = {r["model"]: r for r in rows if r.get("top1") is not None}
+    best: dict[str, dict] = {}
+    for r in rows:  # the first measured row per model: the FP32 target the user listed first
+        if r.get("top1") is not None:
+            best.setdefault(r["model"], r)
     summary = ", ".join(f"{m} top-1 {r['top1']:.2f}%" for m, r in best.items())
     return StageResult(
         outputs=[REPORT_JSON, REPORT_MD, REPORT_PNG], metrics={"rows": len(rows)}, summary=f"bench: {summary}"
