@@ -21,7 +21,7 @@ from lfcc_pipeline.benchmark.report import write_report
 from lfcc_pipeline.benchmark.suite import Candidate, run_suite
 from lfcc_pipeline.data.preprocess import Preprocess
 from lfcc_pipeline.data.transforms import Normalization, to_float
-from lfcc_pipeline.errors import ArtifactError, ConfigError
+from lfcc_pipeline.errors import ArtifactError, ConfigError, StageFailed, TargetUnavailable
 from lfcc_pipeline.pipeline.config import BenchConfig
 from lfcc_pipeline.pipeline.env import probe
 
@@ -101,6 +101,15 @@ def bench_files(
     from lfcc_pipeline.predict import ort_providers
 
     models = [describe_model(p) for p in paths]
+    engines = [m.path.name for m in models if m.kind == "engine"]
+    if engines:
+        from lfcc_pipeline.runtimes.trt_engine import import_tensorrt
+
+        try:
+            import_tensorrt()
+        except TargetUnavailable as e:
+            raise TargetUnavailable(f"cannot benchmark {', '.join(engines)}: {e.message}",
+                                    "run bench on the machine the engines were built on") from e  # fmt: skip
     sizes = {m.preprocess.img_size for m in models}
     if len(sizes) != 1:
         raise ConfigError(f"the models expect different image sizes {sorted(sizes)}", "benchmark them separately")
@@ -132,6 +141,10 @@ def bench_files(
         ))  # fmt: skip
     reference = _teacher_reference(models, cands, data)
     rows = run_suite(cands, data, len(test), reference, cfg)
+    if all(r.get("error") for r in rows):
+        first = rows[0]["error"]
+        raise StageFailed(f"no model could be measured ({rows[0]['target']}: {first})",
+                          "the warnings above give each model's error")  # fmt: skip
     info = {"spec": ds.name, "split": "test", "images": len(split), "img_size": size,
             "classes": ds.num_classes, "throughput_batch": cfg.batch_size, "ort_providers": providers}  # fmt: skip
     env = probe()

@@ -97,3 +97,23 @@ def test_bench_standalone_on_onnx_files(finished_run, tmp_path):
     assert abs(ref["top1"] - by_model["student"]["top1"]) < 1e-6  # same images, same preprocessing, same model
     r = cli("bench", "--model", str(tmp_path / "missing.engine"), "--data", "fashion-mini")
     assert r.returncode == 2 and "does not exist" in r.stderr
+
+
+def test_bench_on_an_engine_without_tensorrt_is_one_line(finished_run, tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("tensorrt") is not None:
+        pytest.skip("TensorRT is installed here")
+    from lfcc_pipeline.models.onnx_export import read_metadata
+
+    onnx_path = finished_run / "export" / "student.onnx"
+    engine = tmp_path / "student.trt-fp16.engine"
+    engine.write_bytes(b"an engine built elsewhere")
+    meta = {k: v for k, v in read_metadata(onnx_path).items() if k.startswith("lfcc.")}
+    (tmp_path / "student.trt-fp16.engine.json").write_text(json.dumps({"tensorrt": "10.3.0", "metadata": meta}))
+    r = cli("bench", "--model", str(engine), "--model", str(onnx_path), "--data", "fashion-mini",
+            "--out", str(tmp_path / "report"))  # fmt: skip
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert r.returncode == 2 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "cannot benchmark student.trt-fp16.engine: TensorRT is not installed" in lines[0]
+    assert not (tmp_path / "report").exists()
