@@ -560,6 +560,8 @@ def build_cmd(onnx: Path | None, calib: Path | None, **opts: Any) -> None:
     if onnx is None:
         if calib is not None:
             raise ConfigError("--calib goes with --onnx", "in a run directory the calibrate stage makes the models")
+        if not any(t.startswith("trt-") for t in opts["targets"]):
+            raise ConfigError("build needs a TensorRT target", "add --target trt-fp16 (or trt-fp32, trt-int8)")
         _execute(opts, "build", None)
         return
     from lfcc_pipeline.calib.qdq import QuantSpec

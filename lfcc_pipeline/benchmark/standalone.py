@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ from lfcc_pipeline.data.transforms import Normalization, to_float
 from lfcc_pipeline.errors import ArtifactError, ConfigError, StageFailed, TargetUnavailable
 from lfcc_pipeline.pipeline.config import BenchConfig
 from lfcc_pipeline.pipeline.env import probe
+
+_logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -157,9 +160,13 @@ def bench_files(
 def _teacher_reference(models, cands, data) -> torch.Tensor | None:
     """Agreement is measured against a teacher given in FP32 (ONNX), if any."""
     for m, c in zip(models, cands, strict=True):
-        if m.role == "teacher" and m.precision == "fp32":
-            runner = c.make_runner()
-            return torch.cat([torch.from_numpy(runner(c.preprocess(raw))) for raw, _ in data()])
+        if m.role == "teacher" and m.precision == "fp32" and m.kind == "onnx":
+            try:
+                runner = c.make_runner()
+                return torch.cat([torch.from_numpy(runner(c.preprocess(raw))) for raw, _ in data()])
+            except Exception as e:  # its own row will carry the error; the others are still measured
+                _logger.warning("no agreement column: the teacher %s failed (%s)", m.path.name, e)
+                return None
     return None
 
 

@@ -107,7 +107,9 @@ def _speed(row: dict[str, Any], runner: Runner, cand: Candidate, sample_raw: tor
     row["latency_ms"] = _rounded(latency(runner, one, cfg.warmup, cfg.iters, cfg.max_seconds))
     if runner.device.startswith("cuda"):  # device time above; host-to-host here (as trtexec splits them)
         row["latency_e2e_ms"] = _rounded(end_to_end(runner, one, cfg.warmup, cfg.iters, cfg.max_seconds))
-    batch = _tile(cand.preprocess(sample_raw), cfg.batch_size)
+    size = min(cfg.batch_size, runner.max_batch or cfg.batch_size)  # an engine's profile may stop below
+    row["batch_size"] = size
+    batch = _tile(cand.preprocess(sample_raw), size)
     row["throughput_ips"] = round(throughput(runner, batch, cfg.warmup, cfg.iters, cfg.max_seconds), 1)
 
 

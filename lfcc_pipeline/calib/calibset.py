@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import math
+import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,7 +104,9 @@ def _quotas(counts: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarr
     while left > 0 and open_:
         share = left // len(open_)
         extra = left % len(open_)
-        lucky = set(rng.permutation(open_)[:extra].tolist())
+        # extras go to the open classes with the fewest images so far (ties at random), keeping them level
+        order = sorted(rng.permutation(open_).tolist(), key=lambda c: quota[c])
+        lucky = set(order[:extra])
         still = []
         for c in open_:
             want = share + (1 if c in lucky else 0)
@@ -136,9 +140,12 @@ def load_calibset(path: Path) -> CalibSet:
     if not path.is_file():
         raise DataError(f"calibration set {path} does not exist", "check the path or " + _REDRAW)
     try:
-        with np.load(path, allow_pickle=False) as z:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):  # a bare .npy array
+            raise ValueError("a single array, not an .npz archive")
+        with loaded as z:
             arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError) as e:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
         raise DataError(f"{path} is not a readable .npz file ({str(e)[:120]})", _REDRAW) from e
     missing = [k for k in ("images", "labels", "meta") if k not in arrays]
     if missing:

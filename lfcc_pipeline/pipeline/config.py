@@ -242,6 +242,11 @@ def validate_build(b: BuildConfig, bench_batch: int = 0) -> None:
     _positive("--opt-batch", b.opt_batch)
     if b.max_batch is not None:
         _positive("--max-batch", b.max_batch)
+    if bench_batch and b.min_batch != 1:
+        raise ConfigError(
+            f"--min-batch {b.min_batch}: bench measures the engines' latency at batch 1",
+            "use --min-batch 1 in a run (build --onnx takes any profile)",
+        )
     top = b.resolved_max(bench_batch)
     if not b.min_batch <= b.opt_batch <= top:
         raise ConfigError(

@@ -12,6 +12,7 @@ class Runner(ABC):
     runtime: str  # torch | ort | trt
     precision: str  # fp32 | fp16 | int8
     device: str  # cpu | cuda:0 | ...
+    max_batch: int | None = None  # the largest batch one run takes (a TensorRT profile's max); None: any
 
     @abstractmethod
     def prepare(self, batch: np.ndarray) -> Any:
@@ -29,7 +30,12 @@ class Runner(ABC):
         """Native output -> float32 logits (N, classes) on the host."""
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        return self.to_numpy(self.run(self.prepare(batch)))
+        """Logits for a batch of any size (split into runs of at most `max_batch`)."""
+        step = self.max_batch or len(batch)
+        if len(batch) <= step:
+            return self.to_numpy(self.run(self.prepare(batch)))
+        return np.concatenate([self.to_numpy(self.run(self.prepare(batch[i : i + step])))
+                               for i in range(0, len(batch), step)])  # fmt: skip
 
     def describe(self) -> dict[str, Any]:
         return {"runtime": self.runtime, "precision": self.precision, "device": self.device}

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lfcc_pipeline.calib.qdq import QuantSpec
-from lfcc_pipeline.errors import ArtifactError, ConfigError
+from lfcc_pipeline.errors import ArtifactError, ConfigError, StageFailed
 from lfcc_pipeline.runtimes.trt_plan import BuildPlan, input_profile, plan_build
 
 _logger = logging.getLogger(__name__)
@@ -83,7 +83,10 @@ def source_plan(plan: BuildPlan, kind: str, req: BuildRequest, trt_version: str)
     """How to get the ONNX the plan needs from `kind`: "as-is", "to-fp16" or "to-qdq" (ConfigError if impossible)."""
     given = f"{req.onnx.name} is {KIND_WORDS[kind]}"
     if kind == "int8-cpu":
-        raise ConfigError(f"{given}: TensorRT needs symmetric Q/DQ",
+        from lfcc_pipeline.calib import checks
+
+        problems = checks.trt_qdq_problems(_load(req.onnx))[:2] or ["it uses ONNX Runtime's integer operators"]
+        raise ConfigError(f"{given}, not what TensorRT takes: {'; '.join(problems)}",
                           "pass calib/<model>.int8.trt.onnx, or the FP32 ONNX with --calib calib.npz")  # fmt: skip
     need = plan.onnx_kind
     if kind == need or (need == "fp32" and kind == "fp16" and plan.precision == "fp16"):
@@ -148,6 +151,12 @@ def build_target(req: BuildRequest) -> dict[str, Any]:
                 from lfcc_pipeline.calib.qdq import quantize_int8
 
                 produced = quantize_int8(req.onnx, src, data, req.spec, "trt", label)
+                from lfcc_pipeline.calib import checks
+
+                problems = checks.trt_qdq_problems(graph.load(src))
+                if problems:
+                    raise StageFailed(f"the Q/DQ model made from {label} ({produced.tool}) is not what TensorRT "
+                                      f"takes: {'; '.join(problems[:3])}", "try --calib-tool ort or modelopt")  # fmt: skip
             extra["converted"] = f"{how[3:]} made from {req.onnx.name} with {produced.tool} on {req.calib}"
             _logger.info("build: %s", extra["converted"])
         return trt_engine.build_engine(

@@ -88,6 +88,7 @@ class TrtRunner(Runner):
         self._out = None
         self._graph = None
         self._graph_input = None
+        self.max_batch = int(self.profile_range()[2][0])
 
     def profile_range(self) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
         return tuple(tuple(s) for s in self.engine.get_tensor_profile_shape(self.inputs[0], 0))

@@ -8,8 +8,10 @@ reused and updated by every build, so rebuilding after a change is quick.
 
 from __future__ import annotations
 
+from lfcc_pipeline.errors import ConfigError
 from lfcc_pipeline.pipeline.config import RunConfig, as_dict
 from lfcc_pipeline.pipeline.stage import Stage, StageContext, StageResult
+from lfcc_pipeline.runtimes.targets import tensorrt_version
 from lfcc_pipeline.runtimes.trt_build import TRT_TARGETS, BuildRequest, build_target
 from lfcc_pipeline.runtimes.trt_plan import plan_build
 from lfcc_pipeline.stages import calibrate, common
@@ -39,34 +41,51 @@ def builds(cfg: RunConfig) -> list[tuple[str, str]]:
     ]
 
 
+def machine() -> dict:
+    """What an engine is tied to: the TensorRT version and the GPU (a change means rebuild)."""
+    import torch
+
+    gpu = None
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        gpu = f"{props.name} ({props.major}.{props.minor})"
+    return {"tensorrt": tensorrt_version(), "gpu": gpu}
+
+
 def config_slice(cfg: RunConfig) -> dict:
     b = as_dict(cfg.build)
     b.pop("timing_cache")  # a cache makes builds faster, not different
     b["max_batch"] = cfg.build.resolved_max(cfg.bench.batch_size)
-    return {"build": b, "builds": builds(cfg), "device": cfg.device}
+    return {"build": b, "builds": builds(cfg), "machine": machine() if needed(cfg) else None}
 
 
-def _source(ctx: StageContext, role: str, target: str, trt_version: str):
-    precision = target.split("-")[1]
-    kind = plan_build(trt_version, precision).onnx_kind
-    if kind == "qdq":
-        return common.require(ctx.run_dir, calibrate.model_rel(role, "int8.trt"), "calibrate")
-    if kind == "fp16":
-        return common.require(ctx.run_dir, calibrate.model_rel(role, "fp16"), "calibrate")
-    return common.require(ctx.run_dir, common.TEACHER_ONNX if role == "teacher" else common.STUDENT_ONNX, "export")
+def _source(cfg: RunConfig, ctx: StageContext, role: str, target: str, trt_version: str):
+    """(ONNX to build from, calib.npz or None): calibrate's model where the plan needs FP16 or Q/DQ and
+    this run calibrated the role; else the FP32 export (converted on the fly from calib.npz if needed)."""
+    kind = plan_build(trt_version, target.split("-")[1]).onnx_kind
+    fp32 = common.require(ctx.run_dir, common.TEACHER_ONNX if role == "teacher" else common.STUDENT_ONNX, "export")
+    if kind == "fp32":
+        return fp32, None
+    if role in calibrate.roles(cfg):
+        flavour = "int8.trt" if kind == "qdq" else "fp16"
+        return common.require(ctx.run_dir, calibrate.model_rel(role, flavour), "calibrate"), None
+    return fp32, common.require(ctx.run_dir, calibrate.CALIB_NPZ, "calibrate")  # --no-calib-teacher
 
 
 def run(cfg: RunConfig, ctx: StageContext) -> StageResult:
     from lfcc_pipeline.runtimes.trt_engine import engine_json, import_tensorrt
 
+    if not builds(cfg):
+        raise ConfigError("the build stage has no TensorRT target", "add --target trt-fp16 (or trt-fp32, trt-int8)")
     version = import_tensorrt().__version__
     cache = cfg.build.timing_cache or ctx.path(TIMING_CACHE)
     outputs, lines = [], []
     for role, target in builds(cfg):
         rel = engine_rel(role, target)
+        onnx, calib = _source(cfg, ctx, role, target, version)
         meta = build_target(
             BuildRequest(
-                onnx=_source(ctx, role, target, version), target=target, engine=ctx.path(rel),
+                onnx=onnx, target=target, engine=ctx.path(rel), calib=calib, spec=calibrate.spec(cfg),
                 min_batch=cfg.build.min_batch, opt_batch=cfg.build.opt_batch,
                 max_batch=cfg.build.resolved_max(cfg.bench.batch_size), workspace_mb=cfg.build.workspace_mb,
                 timing_cache=cache,

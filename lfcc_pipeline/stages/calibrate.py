@@ -30,6 +30,8 @@ from lfcc_pipeline.pipeline.config import CALIB_TARGETS, RunConfig, as_dict
 from lfcc_pipeline.pipeline.stage import Stage, StageContext, StageResult
 from lfcc_pipeline.progress import progress
 from lfcc_pipeline.runtimes.ort_runner import OrtRunner
+from lfcc_pipeline.runtimes.targets import tensorrt_version
+from lfcc_pipeline.runtimes.trt_plan import major_version
 from lfcc_pipeline.stages import common
 from lfcc_pipeline.training.evaluate import agreement, topk_accuracy
 
@@ -51,7 +53,15 @@ def roles(cfg: RunConfig) -> tuple[str, ...]:
 
 
 def needed(cfg: RunConfig) -> bool:
-    return any(t in CALIB_TARGETS for t in cfg.bench.targets)
+    """INT8/FP16 targets need calibrate's models; trt-fp16 only on TensorRT 11 (strongly typed: an FP16
+    ONNX), as TensorRT 8.6/10 build FP16 from the FP32 export with a builder flag."""
+    targets = set(cfg.bench.targets) & set(CALIB_TARGETS)
+    if targets - {"trt-fp16"}:
+        return True
+    if targets:
+        version = tensorrt_version()
+        return version is None or major_version(version) >= 11
+    return False
 
 
 def spec(cfg: RunConfig) -> QuantSpec:
@@ -206,6 +216,9 @@ def run(cfg: RunConfig, ctx: StageContext) -> StageResult:
     cs = _calibset(cfg, student_pre)
     origin = str(cfg.calib.file) if cfg.calib.file else CALIB_NPZ
     sources = {role: _source(cfg, ctx, role) for role in roles(cfg)}
+    for role in {"student", "teacher"} - set(sources):  # an earlier run's models of a role skipped now
+        for flavour in FLAVOURS:
+            ctx.path(model_rel(role, flavour)).unlink(missing_ok=True)
     for src, model in sources.values():  # fail on a mismatch before anything is written
         _inputs(dataclasses.replace(cs, images=cs.images[:1]), src, model, ctx, origin)
     save_calibset(ctx.path(CALIB_NPZ), cs)

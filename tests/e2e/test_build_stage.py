@@ -70,3 +70,40 @@ def test_no_calib_teacher_builds_no_int8_teacher_engine(calib_run, tmp_path, wit
     r = CliRunner().invoke(cli, ["build", *CALIB_BASE, "--target", "trt-int8", "--no-calib-teacher", "--out", str(run)])
     assert r.exit_code == 0, r.output
     assert sorted(p.name for p in (run / "engines").glob("*.engine")) == ["student.trt-int8.engine"]
+
+
+def test_a_new_tensorrt_version_rebuilds_the_engines(calib_run, tmp_path, with_fake_tensorrt, monkeypatch):
+    run = tmp_path / "run"
+    shutil.copytree(calib_run, run)
+    with_fake_tensorrt("10.3.0")
+    args = ["build", *CALIB_BASE, "--target", "trt-fp32", "--out", str(run)]
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    from lfcc_pipeline.stages import build
+
+    with_fake_tensorrt("10.13.2")
+    monkeypatch.setattr(build, "tensorrt_version", lambda: "10.13.2")  # as `import tensorrt` would now say
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0, r.output
+    assert "TensorRT 10.13.2 on Fake GPU" in r.output and "up to date): teacher, distill, export\n" in r.output
+    meta = json.loads((run / "engines" / "student.trt-fp32.engine.json").read_text())
+    assert meta["tensorrt"] == "10.13.2"  # rebuilt, not skipped as up to date
+
+
+def test_tensorrt_11_fp16_teacher_without_calibrated_teacher_converts_the_export(calib_run, tmp_path,
+                                                                                 with_fake_tensorrt):  # fmt: skip
+    run = tmp_path / "run"
+    shutil.copytree(calib_run, run)
+    calls = with_fake_tensorrt("11.1.0")
+    args = ["build", *CALIB_BASE, "--target", "trt-fp16", "--no-calib-teacher", "--out", str(run)]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0, r.output
+    assert not (run / "calib" / "teacher.fp16.onnx").exists()  # calibrate removed the stale teacher models
+    meta = json.loads((run / "engines" / "teacher.trt-fp16.engine.json").read_text())
+    assert meta["source_onnx"] == str(run / "export" / "teacher.onnx") and "converted" in meta
+    assert calls["parsed_fp16"]
+
+
+def test_build_without_a_tensorrt_target_is_one_line(calib_run):
+    r = CliRunner().invoke(cli, ["build", *CALIB_BASE, "--target", "ort-int8", "--out", str(calib_run)])
+    lines = [line for line in r.output.splitlines() if line.strip()]
+    assert r.exit_code == 2 and len(lines) == 1 and "build needs a TensorRT target" in lines[0], r.output

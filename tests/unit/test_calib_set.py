@@ -162,3 +162,30 @@ def test_bad_calib_flags_are_one_line(args, words, tmp_path):
 def test_calibrate_command_has_help_with_an_example():
     r = CliRunner().invoke(cli, ["calibrate", "--help"])
     assert r.exit_code == 0 and "Example" in r.output and "--calib-method" in r.output and "--max-int8-drop" in r.output
+
+
+def test_quotas_stay_level_among_classes_with_images_left():
+    from lfcc_pipeline.calib.calibset import _quotas
+
+    rng = np.random.default_rng(0)
+    for _ in range(2000):
+        counts = rng.integers(0, 30, size=int(rng.integers(2, 8)))
+        size = int(rng.integers(1, counts.sum() + 1))
+        quota = _quotas(counts, size, rng)
+        assert quota.sum() == size and np.all(quota <= counts)
+        uncapped = quota[quota < counts]
+        if uncapped.size:  # a class short of images gets all it has; the others differ by at most one
+            assert quota.max() - uncapped.min() <= 1
+
+
+def test_truncated_corrupt_and_npy_files_are_data_errors(tmp_path):
+    save_calibset(tmp_path / "good.npz", _set())
+    blob = (tmp_path / "good.npz").read_bytes()
+    (tmp_path / "truncated.npz").write_bytes(blob[: len(blob) // 2])
+    flipped = bytearray(blob)
+    flipped[len(blob) // 3] ^= 0xFF
+    (tmp_path / "flipped.npz").write_bytes(bytes(flipped))
+    np.save(tmp_path / "array.npy", np.zeros(3))
+    for name in ("truncated.npz", "flipped.npz", "array.npy"):
+        with pytest.raises(DataError, match="is not a readable .npz file|lacks|shape|labels|preprocessing"):
+            load_calibset(tmp_path / name)

@@ -115,7 +115,7 @@ def test_the_parser_gets_the_onnx_the_plan_needs(version, target, given, with_ca
     [
         ("11.1.0", "trt-fp16", "student.onnx", "--calib"),
         ("10.3.0", "trt-int8", "student.onnx", "--calib"),
-        ("10.3.0", "trt-int8", "student.int8.cpu.onnx", "TensorRT needs symmetric Q/DQ"),
+        ("10.3.0", "trt-int8", "student.int8.cpu.onnx", "not what TensorRT takes: "),
         ("10.3.0", "trt-fp32", "student.int8.trt.onnx", "needs the FP32 ONNX"),
         ("11.1.0", "trt-int8", "student.fp16.onnx", "Q/DQ ONNX"),
     ],
@@ -173,3 +173,14 @@ def test_without_tensorrt_build_names_tensorrt_and_what_to_install(files):
     assert r.exit_code == 2 and len(lines) == 1, r.output
     assert "TensorRT is not installed" in lines[0] and "pip install tensorrt" in lines[0]
     assert not list(files.glob("*.engine"))
+
+
+def test_a_run_with_tensorrt_targets_needs_batch_1_and_the_throughput_batch_in_the_profile():
+    from lfcc_pipeline.pipeline.config import BenchConfig, BuildConfig, RunConfig
+
+    trt = BenchConfig(targets=("trt-fp16",), batch_size=32)
+    with pytest.raises(ConfigError, match="latency at batch 1"):
+        RunConfig(bench=trt, build=BuildConfig(min_batch=2)).validate()
+    with pytest.raises(ConfigError, match="smaller than the throughput batch"):
+        RunConfig(bench=trt, build=BuildConfig(max_batch=16)).validate()
+    RunConfig(bench=BenchConfig(targets=("torch",)), build=BuildConfig(min_batch=2, opt_batch=2)).validate()
