@@ -451,9 +451,7 @@ def _execute(opts: dict[str, Any], until: str | None, stop_after: str | None) ->
         explicit = frozenset(k for k in opts if ctx.get_parameter_source(k) not in (ParameterSource.DEFAULT, None))
         cfg = apply_preset(cfg, opts["preset"], explicit)
     report = run_pipeline(cfg, until=until, stop_after=stop_after, force=opts["force"], rebuild=not opts["no_rebuild"])
-    from lfcc_pipeline.pipeline.distributed import current
-
-    if not current().is_main:
+    if not report.is_main:
         return
     ran = [s for s in report.stages if s.action == "ran"]
     skipped = [s.name for s in report.stages if s.action == "skipped"]

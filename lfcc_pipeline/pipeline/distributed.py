@@ -46,6 +46,15 @@ def barrier() -> None:
         dist.barrier()
 
 
+def shutdown(clean: bool = True) -> None:
+    """Leave the process group (torchrun runs): after a barrier when every rank finished, so no rank
+    tears its connections down while another still talks to it."""
+    if dist.is_available() and dist.is_initialized():
+        if clean:
+            dist.barrier()
+        dist.destroy_process_group()
+
+
 def broadcast(obj: Any) -> Any:
     """Rank 0's `obj` on every rank."""
     if current().world == 1:

@@ -11,7 +11,7 @@ from pathlib import Path
 from lfcc_pipeline.errors import ArtifactError, ConfigError, LfccError, TargetUnavailable
 from lfcc_pipeline.pipeline.atomic import remove_stale_temporaries
 from lfcc_pipeline.pipeline.config import RunConfig
-from lfcc_pipeline.pipeline.distributed import barrier, broadcast, current, init_from_env
+from lfcc_pipeline.pipeline.distributed import barrier, broadcast, current, init_from_env, shutdown
 from lfcc_pipeline.pipeline.env import resolve_device
 from lfcc_pipeline.pipeline.lock import run_lock
 from lfcc_pipeline.pipeline.manifest import Manifest, fingerprint
@@ -32,6 +32,7 @@ class StageReport:
 class RunReport:
     run_dir: Path
     stages: list[StageReport] = field(default_factory=list)
+    is_main: bool = True  # rank 0 (the process group is gone by the time the caller reads this)
 
 
 def preflight(cfg: RunConfig) -> None:
@@ -103,18 +104,23 @@ def run_pipeline(
         logging.getLogger("lfcc_pipeline").setLevel(logging.WARNING)
     device = resolve_device(cfg.device)
     run_dir = cfg.run_dir()
-    report = RunReport(run_dir)
-    with run_lock(run_dir) if info.is_main else contextlib.nullcontext():
-        if info.is_main:
-            remove_stale_temporaries(run_dir)
-        manifest = Manifest(run_dir, writable=info.is_main, rebuild=rebuild)
-        for stage in ORDER:
-            if not stage.needed(cfg) and stage.name != until:  # a stage command always runs its stage
-                report.stages.append(StageReport(stage.name, "not-needed"))
-            else:
-                report.stages.append(_run_stage(stage, cfg, manifest, run_dir, device, force))
-            if stage.name == last:
-                break
+    report = RunReport(run_dir, is_main=info.is_main)
+    try:
+        with run_lock(run_dir) if info.is_main else contextlib.nullcontext():
+            if info.is_main:
+                remove_stale_temporaries(run_dir)
+            manifest = Manifest(run_dir, writable=info.is_main, rebuild=rebuild)
+            for stage in ORDER:
+                if not stage.needed(cfg) and stage.name != until:  # a stage command always runs its stage
+                    report.stages.append(StageReport(stage.name, "not-needed"))
+                else:
+                    report.stages.append(_run_stage(stage, cfg, manifest, run_dir, device, force))
+                if stage.name == last:
+                    break
+    except BaseException:
+        shutdown(clean=False)
+        raise
+    shutdown()
     return report
 
 

@@ -54,6 +54,7 @@ def test_two_processes_match_one(single, tmp_path):
     for a, b in zip(h1, h2, strict=True):  # reduced losses and validation counts agree
         assert abs(a["train_loss"] - b["train_loss"]) < 1e-3 and abs(a["val_top1"] - b["val_top1"]) < 0.5
     assert r.stdout.count("| student |") <= 1  # only rank 0 reports
+    assert (r.stdout + r.stderr).count("run directory:") == 1  # also after the process group is gone
 
 
 def test_resume_under_another_world_size(single, tmp_path):
@@ -92,6 +93,7 @@ def _info_nce_worker(rank, world, port, zs, zt, out):
     dist.all_gather(losses, loss.detach())
     if rank == 0:
         torch.save({"ga": torch.cat(grads[0]), "gb": torch.cat(grads[1]), "loss": torch.stack(losses).mean()}, out)
+    dist.barrier()  # neither rank tears down gloo while the other is still in a collective
     dist.destroy_process_group()
 
 
