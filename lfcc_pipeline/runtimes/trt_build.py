@@ -125,7 +125,7 @@ def build_target(req: BuildRequest) -> dict[str, Any]:
 
     Checks the inputs and that TensorRT is importable before any conversion work; raises one-line
     LfccErrors (TensorRT missing, wrong ONNX for the target, profile outside the input's range)."""
-    from lfcc_pipeline.calib import graph
+    from lfcc_pipeline.calib import checks, graph
     from lfcc_pipeline.runtimes import trt_engine
 
     if req.target not in TRT_TARGETS:
@@ -151,8 +151,6 @@ def build_target(req: BuildRequest) -> dict[str, Any]:
                 from lfcc_pipeline.calib.qdq import quantize_int8
 
                 produced = quantize_int8(req.onnx, src, data, req.spec, "trt", label)
-                from lfcc_pipeline.calib import checks
-
                 problems = checks.trt_qdq_problems(graph.load(src))
                 if problems:
                     raise StageFailed(f"the Q/DQ model made from {label} ({produced.tool}) is not what TensorRT "
