@@ -97,7 +97,7 @@ def source_plan(plan: BuildPlan, kind: str, req: BuildRequest, trt_version: str)
             made_by = "calib/<model>.fp16.onnx" if need == "fp16" else "calib/<model>.int8.trt.onnx"
             raise ConfigError(
                 f"{req.target} on TensorRT {trt_version} builds from an {what} and {given}",
-                f"pass {made_by} (made by `lfcc-pipeline calibrate`), or add --calib calib.npz to make it now",
+                f"pass {made_by} (made by lfcc-pipeline calibrate), or add --calib calib.npz to make it now",
             )
         return f"to-{need}"
     want = {"fp32": "the FP32 ONNX (export/<model>.onnx)", "fp16": "an FP16 ONNX or the FP32 one with --calib",
