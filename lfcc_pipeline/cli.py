@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from lfcc_pipeline import __version__
-from lfcc_pipeline.errors import ConfigError, LfccError
+from lfcc_pipeline.errors import DISK_FULL, ConfigError, LfccError
 from lfcc_pipeline.pipeline.config import (
     CALIB_METHODS,
     CALIB_TOOLS,
@@ -57,6 +57,15 @@ class Cli(click.Group):
             _fail(e.line(), e.exit_code)
         except KeyboardInterrupt:
             _fail("interrupted; rerun the same command to resume where it stopped", 130)
+        except OSError as e:
+            if debug:
+                traceback.print_exc()
+            if e.errno not in DISK_FULL:
+                msg = str(e).splitlines()[0][:200] if str(e) else ""
+                _fail(f"internal error: {type(e).__name__}: {msg} (rerun with --debug for the traceback)", 3)
+            where = f" {e.filename}" if e.filename else ""
+            _fail(f"cannot write{where}: {e.strerror}; free some disk space (or raise the file-size limit) "
+                  "and rerun: finished stages are kept", 2)  # fmt: skip
         except Exception as e:
             if debug:
                 traceback.print_exc()

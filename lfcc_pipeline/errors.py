@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # a write failed for lack of space, not a bug
+
 
 class LfccError(Exception):
     """An error the user can fix: the message says what is wrong and what to do."""

@@ -8,7 +8,7 @@ student family, as in the official configs (CNN students: SGD; ViT/MLP students:
   0.05, 20 warm-up epochs, gradient clipping 5. The teacher starts from ImageNet weights and is
   fine-tuned for 30 epochs at lr 0.01 (SGD) first (our choice; the OFA-KD authors publish their
   fine-tuned CIFAR-100 teachers but not the recipe).
-- imagenet: 224 px, 100 epochs, batch 64 per process (8 GPUs -> 512), label smoothing 0.1;
+- imagenet: 224 px, 100 epochs, batch 64 per process (global 64 x WORLD_SIZE: 8 GPUs -> 512), label smoothing 0.1;
   CNN: SGD lr 0.1, weight decay 1e-4, step decay x0.1 every 30 epochs, 3 warm-up epochs;
   ViT/MLP: AdamW lr 5e-4, weight decay 0.05, cosine, 20 warm-up epochs (300 epochs in the
   official config), gradient clipping 5. The ImageNet-pretrained teacher is used as it is.
@@ -17,6 +17,7 @@ student family, as in the official configs (CNN students: SGD; ViT/MLP students:
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any
 
 from lfcc_pipeline.errors import ConfigError
@@ -53,12 +54,14 @@ def preset_options(name: str, student_family: str) -> dict[str, Any]:
             return {**common, "optimizer": "sgd", "lr": 0.05, "weight_decay": 2e-3, "warmup_epochs": 3}
         return {**common, "optimizer": "adamw", "lr": 5e-4, "weight_decay": 0.05, "warmup_epochs": 20, "grad_clip": 5.0}
     if name == "imagenet":
+        # the recipe's batch is per process; --batch-size is the global batch, split over torchrun's ranks
+        world = int(os.environ.get("WORLD_SIZE", "1"))
         common = {"img_size": 224, "label_smoothing": 0.1, "pretrained": True, "teacher_epochs": 0}
         if cnn:
-            return {**common, "epochs": 100, "batch_size": 64, "optimizer": "sgd", "lr": 0.1, "weight_decay": 1e-4,
+            return {**common, "epochs": 100, "batch_size": 64 * world, "optimizer": "sgd", "lr": 0.1, "weight_decay": 1e-4,
                     "schedule": "step", "step_epochs": 30, "warmup_epochs": 3}  # fmt: skip
-        return {**common, "epochs": 300, "batch_size": 128, "optimizer": "adamw", "lr": 5e-4, "weight_decay": 0.05,
-                "schedule": "cosine", "warmup_epochs": 20, "grad_clip": 5.0}  # fmt: skip
+        return {**common, "epochs": 300, "batch_size": 128 * world, "optimizer": "adamw", "lr": 5e-4,
+                "weight_decay": 0.05, "schedule": "cosine", "warmup_epochs": 20, "grad_clip": 5.0}  # fmt: skip
     raise ConfigError(f"unknown --preset {name!r}", f"choose one of {', '.join(PRESETS)}")
 
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from lfcc_pipeline.calib import graph
 from lfcc_pipeline.calib.qdq import MODELOPT_HINT, Produced, QuantSpec, modelopt_version, ort_version
-from lfcc_pipeline.errors import ConfigError, StageFailed
+from lfcc_pipeline.errors import DISK_FULL, ConfigError, StageFailed
 
 _logger = logging.getLogger(__name__)
 
@@ -176,6 +176,8 @@ def convert_fp16(src: Path, dst: Path, data: np.ndarray, spec: QuantSpec, label:
     except (ConfigError, StageFailed):
         raise
     except Exception as e:  # converters raise many types; name the tool and the model
+        if isinstance(e, OSError) and e.errno in DISK_FULL:  # one line from the CLI: free some space
+            raise
         first = graph.first_line(e)
         raise StageFailed(
             f"FP16 conversion of {label} ({tool}) failed: {first}",

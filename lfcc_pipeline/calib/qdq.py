@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from lfcc_pipeline.calib import graph
-from lfcc_pipeline.errors import ConfigError, StageFailed
+from lfcc_pipeline.errors import DISK_FULL, ConfigError, StageFailed
 from lfcc_pipeline.progress import progress
 
 _logger = logging.getLogger(__name__)
@@ -314,6 +314,8 @@ def quantize_int8(src: Path, dst: Path, data: np.ndarray, spec: QuantSpec, flavo
         except (ConfigError, StageFailed):
             raise
         except Exception as e:  # quantizers raise many types; name the tool and the model
+            if isinstance(e, OSError) and e.errno in DISK_FULL:  # one line from the CLI: free some space
+                raise
             first = graph.first_line(e)
             raise StageFailed(
                 f"INT8 quantization of {label} ({flavour} flavour, {tool}) failed: {first}",

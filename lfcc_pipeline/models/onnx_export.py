@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lfcc_pipeline.errors import StageFailed
+from lfcc_pipeline.errors import DISK_FULL, StageFailed
 from lfcc_pipeline.pipeline.atomic import atomic_path
 
 _logger = logging.getLogger(__name__)
@@ -61,6 +61,8 @@ def export_onnx(
                     dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
                 )
         except Exception as e:  # exporters raise many types; name the exporter and the cause
+            if isinstance(e, OSError) and e.errno in DISK_FULL:  # one line from the CLI: free some space
+                raise
             raise StageFailed(
                 f"ONNX export ({exporter}) of {type(model).__name__} failed: {str(e).splitlines()[0][:200]}",
                 "try --exporter " + ("torchscript" if exporter == "dynamo" else "dynamo"),

@@ -51,7 +51,8 @@ def unavailable_reason(name: str) -> str | None:
             missing.append("no CUDA GPU is visible")
         if missing:
             return (
-                f"target {name} needs TensorRT and a CUDA GPU ({', '.join(missing)}); run with --stop-after calibrate "
-                "here and build the engine on the target device (lfcc-pipeline build --onnx ... there)"
+                f"target {name} needs TensorRT and a CUDA GPU ({', '.join(missing)}); on a GPU machine pip install "
+                "tensorrt (Jetson: JetPack's python3-libnvinfer), or run with --stop-after calibrate here and "
+                "build the engine on the target device (lfcc-pipeline build --onnx ... there)"
             )
     return None

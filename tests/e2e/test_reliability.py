@@ -115,8 +115,11 @@ def _limit_file_size(limit_bytes):
     return apply
 
 
-def test_disk_full_fails_clearly_and_keeps_previous_artifacts(finished_run, tmp_path):
-    """RLIMIT_FSIZE makes writes past 200 kB fail (EFBIG) like a full disk would (ENOSPC)."""
+@pytest.mark.parametrize("stage", ["distill", "export", "calibrate"])
+def test_disk_full_fails_clearly_and_keeps_previous_artifacts(stage, finished_run, tmp_path):
+    """RLIMIT_FSIZE makes writes past 200 kB fail (EFBIG) like a full disk would (ENOSPC), in a stage
+    writing through the pipeline's atomic files (distill's checkpoint), torch's ONNX exporter, or the
+    quantizers' own temporary files (calibrate)."""
     import shutil
 
     run = tmp_path / "run"
@@ -124,7 +127,12 @@ def test_disk_full_fails_clearly_and_keeps_previous_artifacts(finished_run, tmp_
     before = verify_artifacts(run)
     args = ["run", "--teacher", "test_vit", "--student", "test_resnet", "--method", "kd", "--target", "torch",
             "--target", "ort-fp32", *FAST, "--out", str(run)]  # fmt: skip
-    args[args.index("--epochs") + 1] = "2"  # distill must rerun and write its 1.2 MB checkpoint
+    if stage == "distill":
+        args[args.index("--epochs") + 1] = "2"  # distill must rerun and write its 1.2 MB checkpoint
+    elif stage == "export":
+        args += ["--opset", "18"]  # export reruns; the teacher ONNX is larger than the limit
+    else:  # a small calib.npz fits; the quantizer's own copy of the ONNX (1.3 MB) does not
+        args += ["--target", "ort-int8", "--calib-size", "128"]
     r = subprocess.run([sys.executable, "-m", "lfcc_pipeline", *args], cwd=ROOT, capture_output=True, text=True,
                        preexec_fn=_limit_file_size(200_000), timeout=600)  # fmt: skip
     record("faults injected")
