@@ -57,18 +57,13 @@ class Cli(click.Group):
             _fail(e.line(), e.exit_code)
         except KeyboardInterrupt:
             _fail("interrupted; rerun the same command to resume where it stopped", 130)
-        except OSError as e:
-            if debug:
-                traceback.print_exc()
-            if e.errno not in DISK_FULL:
-                msg = str(e).splitlines()[0][:200] if str(e) else ""
-                _fail(f"internal error: {type(e).__name__}: {msg} (rerun with --debug for the traceback)", 3)
-            where = f" {e.filename}" if e.filename else ""
-            _fail(f"cannot write{where}: {e.strerror}; free some disk space (or raise the file-size limit) "
-                  "and rerun: finished stages are kept", 2)  # fmt: skip
         except Exception as e:
             if debug:
                 traceback.print_exc()
+            if isinstance(e, OSError) and e.errno in DISK_FULL:  # a tool's own write ran out of space
+                where = f" {e.filename}" if e.filename else ""
+                _fail(f"cannot write{where}: {e.strerror}; free some disk space (or raise the file-size limit) "
+                      "and rerun: finished stages are kept", 2)  # fmt: skip
             msg = str(e).splitlines()[0][:200] if str(e) else ""
             _fail(f"internal error: {type(e).__name__}: {msg} (rerun with --debug for the traceback)", 3)
         sys.exit(rv if isinstance(rv, int) else 0)

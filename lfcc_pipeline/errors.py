@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import errno
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # a write failed for lack of space, not a bug
 
@@ -53,3 +55,24 @@ class StageFailed(LfccError):
     """A stage ran but its result fails a check (parity, accuracy gate, NaN loss)."""
 
     exit_code = 1
+
+
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message (at most 200 characters), or its type's name."""
+    text = str(e).strip()
+    return text.splitlines()[0][:200] if text else type(e).__name__
+
+
+@contextmanager
+def tool_failures(what: str, hint: str) -> Iterator[None]:
+    """Turn whatever a third-party tool (exporter, quantizer, converter) raises into one line:
+    StageFailed(f"{what} failed: <first line>", hint). Our own ConfigError/StageFailed pass through,
+    and so does a full disk (the CLI says to free some space)."""
+    try:
+        yield
+    except (ConfigError, StageFailed):
+        raise
+    except Exception as e:  # tools raise many types; name the tool and the cause
+        if isinstance(e, OSError) and e.errno in DISK_FULL:
+            raise
+        raise StageFailed(f"{what} failed: {first_line(e)}", hint) from e

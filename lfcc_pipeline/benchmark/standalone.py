@@ -42,15 +42,12 @@ class ModelFile:
 
 
 def onnx_precision(path: Path) -> str:
-    """int8 if the graph has Q/DQ nodes, fp16 if most weights are FP16, else fp32."""
+    """int8 | fp16 | fp32 of an ONNX file (see calib.graph.precision)."""
     import onnx
 
-    model = onnx.load(str(path), load_external_data=False)
-    ops = {n.op_type for n in model.graph.node}
-    if {"QuantizeLinear", "DequantizeLinear"} & ops or {"QLinearConv", "ConvInteger", "MatMulInteger"} & ops:
-        return "int8"
-    types = [t.data_type for t in model.graph.initializer]
-    return "fp16" if types and sum(t == onnx.TensorProto.FLOAT16 for t in types) > len(types) / 2 else "fp32"
+    from lfcc_pipeline.calib.graph import precision
+
+    return precision(onnx.load(str(path), load_external_data=False))
 
 
 def describe_model(path: Path) -> ModelFile:

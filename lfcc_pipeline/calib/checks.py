@@ -162,3 +162,27 @@ def fp16_problems(model, fp32_ops: tuple[str, ...]) -> list[str]:
                 if types.get(t) == f16:
                     problems.append(f"{node.op_type} {node.name} runs in float16 ({t})")
     return problems
+
+
+def verify_produced(produced, label: str) -> None:
+    """StageFailed unless a made model (calib.qdq.Produced) is what its flavour promises: TensorRT
+    Q/DQ rules, FP16 with the sensitive ops in FP32, or a CPU model with Q/DQ nodes."""
+    from lfcc_pipeline.calib import graph
+    from lfcc_pipeline.calib.fp16 import FP32_OPS
+    from lfcc_pipeline.errors import StageFailed
+
+    model = graph.load(produced.path)
+    if produced.flavour == "int8.trt":
+        problems = trt_qdq_problems(model)
+    elif produced.flavour == "fp16":
+        problems = fp16_problems(model, FP32_OPS)
+    else:
+        problems = [] if any(n.op_type == "QuantizeLinear" for n in model.graph.node) else ["no Q/DQ nodes"]
+    if problems:
+        more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise StageFailed(
+            f"{label} {produced.flavour} model ({produced.tool}) fails its check: {'; '.join(problems[:3])}{more}",
+            "try --calib-tool "
+            + ("ort" if produced.tool.startswith("modelopt") else "modelopt")
+            + " and report this with --debug output",
+        )

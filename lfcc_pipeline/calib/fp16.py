@@ -22,7 +22,7 @@ import numpy as np
 
 from lfcc_pipeline.calib import graph
 from lfcc_pipeline.calib.qdq import MODELOPT_HINT, Produced, QuantSpec, modelopt_version, ort_version
-from lfcc_pipeline.errors import DISK_FULL, ConfigError, StageFailed
+from lfcc_pipeline.errors import ConfigError, tool_failures
 
 _logger = logging.getLogger(__name__)
 
@@ -163,7 +163,10 @@ def convert_fp16(src: Path, dst: Path, data: np.ndarray, spec: QuantSpec, label:
     _name_nodes(model)
     present = {n.op_type for n in model.graph.node}
     notes = []
-    try:
+    hint = (
+        "try --calib-tool ort" if tool == "modelopt" else "try --calib-tool modelopt"
+    ) + "; --debug shows the traceback"
+    with tool_failures(f"FP16 conversion of {label} ({tool})", hint):
         if tool == "modelopt":
             with tempfile.TemporaryDirectory(prefix="lfcc-fp16-") as tmp_dir:
                 tidy = Path(tmp_dir) / "tidy.onnx"
@@ -173,17 +176,6 @@ def convert_fp16(src: Path, dst: Path, data: np.ndarray, spec: QuantSpec, label:
             out, n_blocked = _ort_convert(model, data)
             if n_blocked:
                 notes.append(f"{n_blocked} node(s) kept FP32 for range")
-    except (ConfigError, StageFailed):
-        raise
-    except Exception as e:  # converters raise many types; name the tool and the model
-        if isinstance(e, OSError) and e.errno in DISK_FULL:  # one line from the CLI: free some space
-            raise
-        first = graph.first_line(e)
-        raise StageFailed(
-            f"FP16 conversion of {label} ({tool}) failed: {first}",
-            ("try --calib-tool ort" if tool == "modelopt" else "try --calib-tool modelopt")
-            + "; --debug shows the traceback",
-        ) from e
     if spec.tool == "auto" and tool == "ort":
         notes.append("ONNX Runtime float16 converter (no ModelOpt)")
     tool_name = f"modelopt {modelopt_version()}" if tool == "modelopt" else f"onnxruntime {ort_version()}"

@@ -193,7 +193,17 @@ def quiet_tools() -> Iterator[io.StringIO]:
             _logger.debug("tool output:\n%s", buf.getvalue().strip())
 
 
-def first_line(e: BaseException) -> str:
-    """The first line of an exception's message (at most 200 characters), or its type's name."""
-    text = str(e).strip()
-    return text.splitlines()[0][:200] if text else type(e).__name__
+# ONNX Runtime's integer operators (its CPU INT8 kernels); TensorRT takes Q/DQ only
+INTEGER_OPS = frozenset({"QLinearConv", "QLinearMatMul", "QGemm", "ConvInteger", "MatMulInteger",
+                         "DynamicQuantizeLinear"})  # fmt: skip
+
+
+def precision(model) -> str:
+    """int8 if the graph has Q/DQ nodes or integer operators, fp16 if most weights are FP16, else fp32."""
+    import onnx
+
+    ops = {n.op_type for n in model.graph.node}
+    if {"QuantizeLinear", "DequantizeLinear"} & ops or INTEGER_OPS & ops:
+        return "int8"
+    types = [t.data_type for t in model.graph.initializer]
+    return "fp16" if types and sum(t == onnx.TensorProto.FLOAT16 for t in types) > len(types) / 2 else "fp32"

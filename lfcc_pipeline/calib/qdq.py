@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from lfcc_pipeline.calib import graph
-from lfcc_pipeline.errors import DISK_FULL, ConfigError, StageFailed
+from lfcc_pipeline.errors import ConfigError, tool_failures
 from lfcc_pipeline.progress import progress
 
 _logger = logging.getLogger(__name__)
@@ -302,7 +302,9 @@ def quantize_int8(src: Path, dst: Path, data: np.ndarray, spec: QuantSpec, flavo
         model = graph.fold_identity_initializers(source)
         onnx.save(model, str(tidy))
         out = tmp / "quant.onnx"
-        try:
+        hint = "try another --calib-method" + (" or --calib-tool ort" if tool == "modelopt" else "")
+        with tool_failures(f"INT8 quantization of {label} ({flavour} flavour, {tool})",
+                           hint + "; --debug shows the traceback"):  # fmt: skip
             if tool == "modelopt":
                 _modelopt_quantize(tidy, out, data, spec, desc)
             else:
@@ -311,18 +313,6 @@ def quantize_int8(src: Path, dst: Path, data: np.ndarray, spec: QuantSpec, flavo
                 present = {n.op_type for n in graph.load(pre).graph.node}
                 op_types = [t for t in TRT_OP_TYPES if t in present] if flavour == "trt" else cpu_op_types(present)
                 _ort_quantize(pre, out, data, spec, desc, trt=flavour == "trt", op_types=op_types)
-        except (ConfigError, StageFailed):
-            raise
-        except Exception as e:  # quantizers raise many types; name the tool and the model
-            if isinstance(e, OSError) and e.errno in DISK_FULL:  # one line from the CLI: free some space
-                raise
-            first = graph.first_line(e)
-            raise StageFailed(
-                f"INT8 quantization of {label} ({flavour} flavour, {tool}) failed: {first}",
-                "try another --calib-method"
-                + (" or --calib-tool ort" if tool == "modelopt" else "")
-                + "; --debug shows the traceback",
-            ) from e
         version = modelopt_version() if tool == "modelopt" else ort_version()
         tool_name = f"{'modelopt' if tool == 'modelopt' else 'onnxruntime'} {version}"
         _finish(

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lfcc_pipeline.errors import DISK_FULL, StageFailed
+from lfcc_pipeline.errors import StageFailed, tool_failures
 from lfcc_pipeline.pipeline.atomic import atomic_path
 
 _logger = logging.getLogger(__name__)
@@ -34,7 +34,8 @@ def export_onnx(
     example = torch.randn(2, 3, img_size, img_size)
     with atomic_path(path) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer/deprecation chatter; the checker and parity decide
-        try:
+        hint = "try --exporter " + ("torchscript" if exporter == "dynamo" else "dynamo")
+        with tool_failures(f"ONNX export ({exporter}) of {type(model).__name__}", hint):
             if exporter == "dynamo":
                 batch = torch.export.Dim("batch", min=1, max=4096)
                 torch.onnx.export(
@@ -60,13 +61,6 @@ def export_onnx(
                     do_constant_folding=True,
                     dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
                 )
-        except Exception as e:  # exporters raise many types; name the exporter and the cause
-            if isinstance(e, OSError) and e.errno in DISK_FULL:  # one line from the CLI: free some space
-                raise
-            raise StageFailed(
-                f"ONNX export ({exporter}) of {type(model).__name__} failed: {str(e).splitlines()[0][:200]}",
-                "try --exporter " + ("torchscript" if exporter == "dynamo" else "dynamo"),
-            ) from e
         proto = onnx.load(str(tmp))
         for key, value in (metadata or {}).items():
             entry = proto.metadata_props.add()

@@ -18,12 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from lfcc_pipeline.calib.qdq import QuantSpec
-from lfcc_pipeline.errors import ArtifactError, ConfigError, StageFailed
+from lfcc_pipeline.errors import ArtifactError, ConfigError
 from lfcc_pipeline.runtimes.trt_plan import BuildPlan, input_profile, plan_build
 
 _logger = logging.getLogger(__name__)
 TRT_TARGETS = ("trt-fp32", "trt-fp16", "trt-int8")
-_CPU_INT8_OPS = {"QLinearConv", "QLinearMatMul", "QGemm", "ConvInteger", "MatMulInteger", "DynamicQuantizeLinear"}
 
 
 @dataclass(frozen=True)
@@ -47,19 +46,13 @@ def default_engine_path(onnx: Path, target: str) -> Path:
 
 def onnx_kind(model) -> str:
     """fp32 | fp16 | qdq (TensorRT-flavour Q/DQ) | int8-cpu (ONNX Runtime's integer kernels, not for TensorRT)."""
-    import onnx
+    from lfcc_pipeline.calib import checks, graph
 
-    from lfcc_pipeline.calib import checks
-
-    ops = {n.op_type for n in model.graph.node}
-    if ops & _CPU_INT8_OPS:
-        return "int8-cpu"
-    if {"QuantizeLinear", "DequantizeLinear"} & ops:
-        return "int8-cpu" if checks.trt_qdq_problems(model) else "qdq"
-    types = [t.data_type for t in model.graph.initializer]
-    if types and sum(t == onnx.TensorProto.FLOAT16 for t in types) > len(types) / 2:
-        return "fp16"
-    return "fp32"
+    kind = graph.precision(model)
+    if kind != "int8":
+        return kind
+    integer_ops = graph.INTEGER_OPS & {n.op_type for n in model.graph.node}
+    return "int8-cpu" if integer_ops or checks.trt_qdq_problems(model) else "qdq"
 
 
 KIND_WORDS = {"fp32": "an FP32 model", "fp16": "an FP16 model", "qdq": "an INT8 Q/DQ model (TensorRT flavour)",
@@ -151,10 +144,7 @@ def build_target(req: BuildRequest) -> dict[str, Any]:
                 from lfcc_pipeline.calib.qdq import quantize_int8
 
                 produced = quantize_int8(req.onnx, src, data, req.spec, "trt", label)
-                problems = checks.trt_qdq_problems(graph.load(src))
-                if problems:
-                    raise StageFailed(f"the Q/DQ model made from {label} ({produced.tool}) is not what TensorRT "
-                                      f"takes: {'; '.join(problems[:3])}", "try --calib-tool ort or modelopt")  # fmt: skip
+                checks.verify_produced(produced, label)
             extra["converted"] = f"{how[3:]} made from {req.onnx.name} with {produced.tool} on {req.calib}"
             _logger.info("build: %s", extra["converted"])
         return trt_engine.build_engine(

@@ -45,11 +45,9 @@ def machine() -> dict:
     """What an engine is tied to: the TensorRT version and the GPU (a change means rebuild)."""
     import torch
 
-    gpu = None
-    if torch.cuda.is_available():
-        props = torch.cuda.get_device_properties(0)
-        gpu = f"{props.name} ({props.major}.{props.minor})"
-    return {"tensorrt": tensorrt_version(), "gpu": gpu}
+    from lfcc_pipeline.runtimes.trt_engine import gpu_identity
+
+    return {"tensorrt": tensorrt_version(), **(gpu_identity() if torch.cuda.is_available() else {})}
 
 
 def config_slice(cfg: RunConfig) -> dict:

@@ -20,7 +20,7 @@ import torch
 
 from lfcc_pipeline.calib import checks, graph
 from lfcc_pipeline.calib.calibset import CalibSet, load_calibset, model_inputs, save_calibset, stratified_indices
-from lfcc_pipeline.calib.fp16 import FP32_OPS, convert_fp16, fp16_tool
+from lfcc_pipeline.calib.fp16 import convert_fp16, fp16_tool
 from lfcc_pipeline.calib.qdq import Produced, QuantSpec, modelopt_version, ort_version, quantize_int8, trt_quantizer
 from lfcc_pipeline.data.preprocess import Preprocess
 from lfcc_pipeline.data.transforms import Normalization, to_float
@@ -137,24 +137,6 @@ def _inputs(cs: CalibSet, src, model, ctx: StageContext, origin: str) -> np.ndar
     return model_inputs(cs, _preprocess_of(model, src), dims, model_name=name, origin=origin)
 
 
-def _check(produced: Produced, label: str) -> None:
-    model = graph.load(produced.path)
-    if produced.flavour == "int8.trt":
-        problems = checks.trt_qdq_problems(model)
-    elif produced.flavour == "fp16":
-        problems = checks.fp16_problems(model, FP32_OPS)
-    else:
-        problems = [] if any(n.op_type == "QuantizeLinear" for n in model.graph.node) else ["no Q/DQ nodes"]
-    if problems:
-        more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
-        raise StageFailed(
-            f"{label} {produced.flavour} model ({produced.tool}) fails its check: {'; '.join(problems[:3])}{more}",
-            "try --calib-tool "
-            + ("ort" if produced.tool.startswith("modelopt") else "modelopt")
-            + " and report this with --debug output",
-        )
-
-
 def _val_subset(cfg: RunConfig):
     ds = common.dataset(cfg)
     split = ds.val
@@ -239,7 +221,7 @@ def run(cfg: RunConfig, ctx: StageContext) -> StageResult:
                 p = convert_fp16(src, dst, x, s, role)
             else:
                 p = quantize_int8(src, dst, x, s, flavour.split(".")[1], role)
-            _check(p, role)
+            checks.verify_produced(p, role)
             made[(role, flavour)] = p
             outputs.append(model_rel(role, flavour))
             _logger.info(
