@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import pickle
 import zipfile
@@ -24,7 +25,21 @@ def save_model(model: nn.Module, recipe: ModelRecipe, path: Path) -> None:
     from safetensors.torch import save
 
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    write_bytes(path, save(state, metadata=recipe.to_meta()))  # serialised first: write errors stay OSErrors
+    blob = _sorted_metadata(save(state, metadata=recipe.to_meta()))
+    write_bytes(path, blob)  # serialised first: write errors stay OSErrors
+
+
+def _sorted_metadata(blob: bytes) -> bytes:
+    """The same file for the same weights: safetensors writes its metadata map in an order that changes
+    from process to process, so the header is rewritten with the keys sorted (same format: 8-byte length,
+    JSON header padded with spaces to 8 bytes, then the unchanged tensor data)."""
+    n = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8 : 8 + n])
+    meta = header.pop("__metadata__", None)
+    ordered = ({"__metadata__": dict(sorted(meta.items()))} if meta else {}) | header
+    text = json.dumps(ordered, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + blob[8 + n :]
 
 
 def load_model(path: Path) -> tuple[nn.Module, ModelRecipe]:

@@ -76,11 +76,12 @@ def test_resume_under_another_world_size(single, tmp_path):
     assert max_weight_diff(single, out) < 1e-3
 
 
-def _info_nce_worker(rank, world, port, zs, zt, out):
+def _info_nce_worker(rank, world, store, zs, zt, out):
     from lfcc_pipeline.methods.lfcc import info_nce
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    # A file store, not TCP: with TCP, rank 0 hosts the store server and can exit while rank 1 still tears
+    # down against it, our suspect for a rare SIGABRT in CI (torchrun's agent hosts its store, outliving ranks).
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
     n = zs.shape[0] // world
     a = zs[rank * n : (rank + 1) * n].clone().requires_grad_()
     b = zt[rank * n : (rank + 1) * n].clone().requires_grad_()
@@ -104,8 +105,7 @@ def test_info_nce_negatives_are_gathered_across_ranks(tmp_path):
     g = torch.Generator().manual_seed(0)
     zs = F.normalize(torch.randn(8, 4, generator=g), dim=1)
     zt = F.normalize(torch.randn(8, 4, generator=g), dim=1)
-    port = 29500 + os.getpid() % 1000
-    mp.spawn(_info_nce_worker, args=(2, port, zs, zt, str(tmp_path / "g.pt")), nprocs=2, join=True)
+    mp.spawn(_info_nce_worker, args=(2, str(tmp_path / "store"), zs, zt, str(tmp_path / "g.pt")), nprocs=2, join=True)
     got = torch.load(tmp_path / "g.pt", weights_only=True)
     a, b = zs.clone().requires_grad_(), zt.clone().requires_grad_()
     loss = info_nce(a, b, 0.1)

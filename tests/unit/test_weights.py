@@ -1,4 +1,6 @@
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -7,6 +9,7 @@ from safetensors.torch import save_file
 from lfcc_pipeline.errors import ModelError
 from lfcc_pipeline.models.factory import create_model
 from lfcc_pipeline.models.weights import apply_state_dict, load_model, read_state_dict, save_model
+from tests.conftest import ROOT
 
 
 class _RunsCode:
@@ -62,3 +65,18 @@ def test_weights_of_another_architecture_are_refused(tmp_path):
     cnn, _ = create_model("test_resnet", num_classes=10, img_size=32)
     with pytest.raises(ModelError, match="does not fit"):
         apply_state_dict(cnn, read_state_dict(tmp_path / "vit.safetensors"), "vit.safetensors")
+
+
+def test_the_same_weights_give_the_same_file_in_every_process(tmp_path):
+    """safetensors orders its metadata differently per process; save_model's bytes must not depend on it."""
+    code = ("import sys, torch; from pathlib import Path; torch.manual_seed(0)\n"
+            "from lfcc_pipeline.models.factory import create_model\n"
+            "from lfcc_pipeline.models.weights import save_model\n"
+            "m, r = create_model('test_resnet', num_classes=5, img_size=32); save_model(m, r, Path(sys.argv[1]))")  # fmt: skip
+    paths = [tmp_path / f"{i}.safetensors" for i in range(3)]
+    for p in paths:
+        subprocess.run([sys.executable, "-c", code, str(p)], check=True, cwd=ROOT)
+    blobs = {p.read_bytes() for p in paths}
+    assert len(blobs) == 1
+    _, recipe = load_model(paths[0])
+    assert recipe.name == "test_resnet" and recipe.num_classes == 5
