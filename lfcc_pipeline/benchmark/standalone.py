@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from lfcc_pipeline.benchmark.drops import mark_drops
 from lfcc_pipeline.benchmark.report import write_report
 from lfcc_pipeline.benchmark.suite import Candidate, run_suite
 from lfcc_pipeline.data.preprocess import Preprocess
@@ -145,6 +146,7 @@ def bench_files(
         first = rows[0]["error"]
         raise StageFailed(f"no model could be measured ({rows[0]['target']}: {first})",
                           "the warnings above give each model's error")  # fmt: skip
+    mark_drops(rows, None)  # against an FP32 file of the same role, where one was given
     info = {"spec": ds.name, "split": "test", "images": len(split), "img_size": size,
             "classes": ds.num_classes, "throughput_batch": cfg.batch_size, "ort_providers": providers}  # fmt: skip
     env = probe()

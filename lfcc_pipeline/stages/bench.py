@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from lfcc_pipeline.benchmark.drops import mark_drops
 from lfcc_pipeline.benchmark.report import write_report
 from lfcc_pipeline.benchmark.suite import Candidate, run_suite
 from lfcc_pipeline.data.transforms import Normalization, to_float
@@ -108,33 +109,6 @@ def _fp32_top1(models: dict, data, reference: torch.Tensor, ctx: StageContext) -
     return {"teacher": topk_accuracy(reference, labels, 1), "student": topk_accuracy(logits, labels, 1)}
 
 
-def mark_drops(rows: list[dict], cfg: RunConfig, fp32_top1) -> list[str]:
-    """Add top1_drop (points lost against the same model in FP32) to INT8/FP16 rows; mark student INT8
-    rows beyond --max-int8-drop with `gate`. Returns one line per marked row.
-
-    The FP32 top-1 comes from an FP32 row of the same model where there is one, else `fp32_top1()`.
-    """
-    reduced = [r for r in rows if r["precision"] in ("int8", "fp16") and r.get("top1") is not None]
-    if not reduced:
-        return []
-    ref = {}
-    for r in rows:
-        if r["precision"] == "fp32" and r.get("top1") is not None:
-            ref.setdefault(r["model"], r["top1"])
-    if any(r["model"] not in ref for r in reduced):
-        ref = {**fp32_top1(), **ref}
-    limit, over = cfg.calib.max_int8_drop, []
-    for r in reduced:
-        r["top1_drop"] = round(ref[r["model"]] - r["top1"], 3)
-        if r["model"] == "student" and r["precision"] == "int8" and r["top1_drop"] > limit:
-            r["gate"] = f"top-1 drop {r['top1_drop']:.2f} > --max-int8-drop {limit:g}"
-            over.append(
-                f"student {r['target']} loses {r['top1_drop']:.2f} top-1 points against the FP32 student "
-                f"({r['top1']:.2f}% vs {ref['student']:.2f}%), more than --max-int8-drop {limit:g}"
-            )
-    return over
-
-
 def run(cfg: RunConfig, ctx: StageContext) -> StageResult:
     ds = common.dataset(cfg)
     size = common.img_size(cfg)
@@ -154,7 +128,7 @@ def run(cfg: RunConfig, ctx: StageContext) -> StageResult:
     ref_runner = TorchRunner(teacher, ctx.device)
     reference = torch.cat([torch.from_numpy(ref_runner(teacher_norm(raw).numpy())) for raw, _ in data()])
     rows = run_suite(cands, data, len(test), reference, cfg.bench)
-    over = mark_drops(rows, cfg, lambda: _fp32_top1(models, data, reference, ctx))
+    over = mark_drops(rows, cfg.calib.max_int8_drop, lambda: _fp32_top1(models, data, reference, ctx))
     info = {
         "spec": ds.name,
         "split": "test",

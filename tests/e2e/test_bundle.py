@@ -99,6 +99,22 @@ def test_bench_standalone_on_onnx_files(finished_run, tmp_path):
     assert r.returncode == 2 and "does not exist" in r.stderr
 
 
+def test_bench_standalone_gives_the_drop_against_the_fp32_file(finished_run, tmp_path):
+    from lfcc_pipeline.calib.fp16 import convert_fp16
+    from lfcc_pipeline.calib.qdq import QuantSpec
+
+    fp32, fp16 = finished_run / "export" / "student.onnx", tmp_path / "student.fp16.onnx"
+    data = np.random.default_rng(0).standard_normal((16, 3, 32, 32)).astype(np.float32)
+    convert_fp16(fp32, fp16, data, QuantSpec(tool="ort"), "student")
+    out = tmp_path / "report"
+    r = cli("bench", "--model", str(fp32), "--model", str(fp16), "--data", "fashion-mini", "--out", str(out),
+            "--bench-iters", "5", "--bench-max-images", "256")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    rows = {row["precision"]: row for row in json.loads((out / "report.json").read_text())["rows"]}
+    assert rows["fp16"]["top1_drop"] == round(rows["fp32"]["top1"] - rows["fp16"]["top1"], 3)
+    assert "top1_drop" not in rows["fp32"] and "| drop |" in (out / "report.md").read_text()
+
+
 def test_bench_on_an_engine_without_tensorrt_is_one_line(finished_run, tmp_path):
     import importlib.util
 

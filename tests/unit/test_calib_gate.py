@@ -2,10 +2,11 @@
 
 import pytest
 
+from lfcc_pipeline.benchmark.drops import mark_drops
 from lfcc_pipeline.benchmark.report import markdown_table
 from lfcc_pipeline.pipeline.config import CalibConfig, DataConfig, RunConfig
 from lfcc_pipeline.stages import calibrate
-from lfcc_pipeline.stages.bench import TRT_QDQ_TARGET, mark_drops
+from lfcc_pipeline.stages.bench import TRT_QDQ_TARGET
 
 
 def _row(model, target, precision, top1):
@@ -26,7 +27,7 @@ def _rows():
 
 def test_drops_are_measured_against_the_same_model_in_fp32_and_beyond_the_gate_marked():
     rows = _rows()
-    over = mark_drops(rows, RunConfig(calib=CalibConfig(max_int8_drop=1.0)), lambda: pytest.fail("not needed"))
+    over = mark_drops(rows, 1.0, lambda: pytest.fail("not needed"))
     drops = {(r["model"], r["target"]): r.get("top1_drop") for r in rows}
     assert drops == {
         ("teacher", "ort-fp32"): None,
@@ -45,14 +46,27 @@ def test_drops_are_measured_against_the_same_model_in_fp32_and_beyond_the_gate_m
 
 def test_fp32_reference_is_computed_when_no_fp32_row_was_asked_for():
     rows = [r for r in _rows() if r["precision"] != "fp32"]
-    over = mark_drops(rows, RunConfig(), lambda: {"teacher": 88.5, "student": 79.0})
+    over = mark_drops(rows, RunConfig().calib.max_int8_drop, lambda: {"teacher": 88.5, "student": 79.0})
     assert next(r for r in rows if r["target"] == "ort-int8" and r["model"] == "student")["top1_drop"] == -0.5
     assert over == []  # 78.0 is exactly 1.0 below 79.0: not beyond the gate
 
 
+def test_without_a_fallback_only_models_with_an_fp32_row_get_a_drop():
+    """`bench --model` files: a drop where the same model's FP32 file was measured too, no gate."""
+    rows = [r for r in _rows() if (r["model"], r["precision"]) != ("teacher", "fp32")]
+    assert mark_drops(rows, None) == []
+    drops = {(r["model"], r["target"]): r.get("top1_drop") for r in rows}
+    assert drops[("teacher", "ort-int8")] is None and drops[("student", TRT_QDQ_TARGET)] == 2.0
+    assert not any(r.get("gate") for r in rows)
+    other = [{**_row("student", "ort-fp32", "fp32", 80.0), "name": "resnet18"},
+             {**_row("student", "ort-int8", "int8", 70.0), "name": "mobilenetv3"}]  # fmt: skip
+    mark_drops(other, None)
+    assert "top1_drop" not in other[1]  # another architecture is no reference
+
+
 def test_no_reduced_precision_rows_leave_the_table_unchanged():
     rows = [_row("student", "ort-fp32", "fp32", 80.0)]
-    assert mark_drops(rows, RunConfig(), lambda: pytest.fail("not needed")) == []
+    assert mark_drops(rows, 1.0, lambda: pytest.fail("not needed")) == []
     assert "drop" not in markdown_table(rows)
 
 
