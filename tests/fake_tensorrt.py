@@ -14,7 +14,10 @@ def fake_tensorrt(version: str, parse_ok: bool = True):
     calls = {"network_flags": None, "builder_flags": [], "profile": None, "cache_blob": None, "pool": None}
     trt = types.ModuleType("tensorrt")
     trt.__version__ = version
-    net_flags = {"EXPLICIT_BATCH": 0} if major < 10 else {"EXPLICIT_BATCH": 0, "STRONGLY_TYPED": 1}
+    # 10.x keeps EXPLICIT_BATCH (ignored) beside STRONGLY_TYPED; 11.x has no EXPLICIT_BATCH.
+    net_flags = {8: {"EXPLICIT_BATCH": 0}, 10: {"EXPLICIT_BATCH": 0, "STRONGLY_TYPED": 1}}.get(
+        major, {"STRONGLY_TYPED": 1}
+    )
     trt.NetworkDefinitionCreationFlag = enum.IntEnum("NetworkDefinitionCreationFlag", net_flags)
     builder_flags = {"TF32": 2} if major >= 11 else {"FP16": 0, "INT8": 1, "TF32": 2}  # 11 removed FP16/INT8
     trt.BuilderFlag = enum.IntEnum("BuilderFlag", builder_flags)

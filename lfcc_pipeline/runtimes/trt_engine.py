@@ -67,10 +67,12 @@ def make_logger(trt, severity: str = "WARNING"):
             return len(self.messages)
 
         def reason(self, mark: int, fallback: str) -> str:
-            """The last error logged since `mark` (else the last warning), or `fallback`."""
+            """The last error logged since `mark` (else the last warning that is not a deprecation
+            notice, such as 10.12+'s about weak typing), or `fallback`."""
             new = self.messages[mark:]
             errors = [m for sev, m in new if sev <= self.error]
-            return (errors or [m for _, m in new] or [fallback])[-1]
+            warnings = [m for _, m in new if "deprecat" not in m.lower()]
+            return (errors or warnings or [fallback])[-1]
 
     _LOGGERS[id(trt)] = CapturingLogger()
     return _LOGGERS[id(trt)]

@@ -4,12 +4,16 @@ version and precision, optimization-profile shapes, and whether an engine fits t
 Facts (NVIDIA TensorRT docs and migration guides 8.6 -> 10.x -> 11.x):
 - 8.6: ONNX needs the EXPLICIT_BATCH network flag; FP16/INT8 are builder flags (weakly typed);
   an explicit-quantization (Q/DQ) network still needs the INT8 flag, plus FP16 for the rest.
-- 10.x: networks are always explicit batch (the flag is ignored); STRONGLY_TYPED exists and is
-  what NVIDIA recommends for Q/DQ models ("precision-control build flags are not required and
-  should not be specified"); FP16 from an FP32 ONNX still works through the FP16 builder flag.
-  Implicit INT8 calibrators are deprecated since 10.1 and not used here.
+- 10.x: networks are always explicit batch (the flag is ignored); FP16 from an FP32 ONNX works
+  through the FP16 builder flag. A Q/DQ model is built weakly typed with the INT8 and FP16 flags,
+  like 8.6: in a strongly typed network every tensor keeps its ONNX type, and our Q/DQ models are
+  FP32 outside the INT8 regions (so that ONNX Runtime previews their accuracy faithfully), so
+  strong typing would run every unquantized layer in FP32. Weak typing is deprecated from 10.12
+  but still builds. Implicit INT8 calibrators are deprecated since 10.1 and not used here.
 - 11.x: strongly typed only; the FP16/INT8/... builder flags are gone, so FP16 needs an FP16 ONNX
-  (modelopt AutoCast or an equivalent converter) and INT8 a Q/DQ ONNX.
+  (modelopt AutoCast or an equivalent converter) and INT8 a Q/DQ ONNX, whose unquantized layers
+  run in the precision the ONNX gives them (FP32 for calibrate's model; FP16 for a Q/DQ model
+  made with ModelOpt's high_precision_dtype="fp16").
 - JetPack 6 ships TensorRT 10.3: the 10.x rules.
 """
 
@@ -46,15 +50,18 @@ def plan_build(trt_version: str, precision: str) -> BuildPlan:
     major = major_version(trt_version)
     if major < 8 or (major == 8 and _minor(trt_version) < 6):
         raise TargetUnavailable(
-            f"TensorRT {trt_version} is too old (name-based I/O and execute_async_v3 need 8.6+)",
+            f"TensorRT {trt_version} is too old (supported: 8.6, 10.x, 11.x)",
             "install TensorRT 8.6, 10.x or 11.x",
         )
     if major >= 11:  # strongly typed only: precision lives in the ONNX graph
         kind = {"fp32": "fp32", "fp16": "fp16", "int8": "qdq"}[precision]
-        return BuildPlan(precision, kind, (), (), True, ("TensorRT 11 is strongly typed: no precision flags",))
+        notes = ["TensorRT 11 is strongly typed: no precision flags"]
+        if precision == "int8":
+            notes.append("layers outside the Q/DQ regions run in the ONNX's own precision")
+        return BuildPlan(precision, kind, (), (), True, tuple(notes))
     if major >= 10:
         if precision == "int8":
-            return BuildPlan(precision, "qdq", ("STRONGLY_TYPED",), (), True, ("Q/DQ model, strongly typed",))
+            return BuildPlan(precision, "qdq", (), ("INT8", "FP16"), False, ("Q/DQ model, INT8 and FP16 flags",))
         flags = ("FP16",) if precision == "fp16" else ()
         return BuildPlan(precision, "fp32", (), flags, False)
     # 8.6

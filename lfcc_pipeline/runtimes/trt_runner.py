@@ -70,7 +70,12 @@ class TrtRunner(Runner):
             reason = self.logger.reason(mark, "not a TensorRT engine for this setup")
             raise ArtifactError(f"TensorRT cannot load {self.path.name}: {reason}",
                                 "rebuild the engine on this machine with this TensorRT version")  # fmt: skip
+        mark = self.logger.mark()
         self.context = self.engine.create_execution_context()
+        if self.context is None:  # TensorRT returns None when it cannot allocate the context's memory
+            reason = self.logger.reason(mark, "no reason logged")
+            raise ArtifactError(f"TensorRT cannot create an execution context for {self.path.name}: {reason}",
+                                "free GPU memory (other processes, a smaller --max-batch) and retry")  # fmt: skip
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         mode = trt.TensorIOMode
         self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == mode.INPUT]

@@ -96,3 +96,13 @@ def test_the_shared_logger_reports_the_last_error_since_the_mark():
     logger.log(trt.ILogger.Severity.ERROR, "Serialization assertion failed: magic tag")
     logger.log(trt.ILogger.Severity.WARNING, "a later warning")
     assert logger.reason(mark, "fallback") == "Serialization assertion failed: magic tag"
+
+
+def test_a_deprecation_notice_is_never_given_as_the_reason_of_a_failure():
+    trt, _ = fake_tensorrt("10.13.2")
+    logger = trt_engine.make_logger(trt)
+    mark = logger.mark()
+    logger.log(trt.ILogger.Severity.WARNING, "Weak typing is deprecated and will be removed")
+    assert logger.reason(mark, "fallback") == "fallback"
+    logger.log(trt.ILogger.Severity.WARNING, "Tactic memory exceeds the workspace")
+    assert logger.reason(mark, "fallback") == "Tactic memory exceeds the workspace"

@@ -13,7 +13,7 @@ from lfcc_pipeline.runtimes.trt_plan import Profile, engine_mismatch, input_prof
         ("8.6.1", "fp16", "fp32", ("EXPLICIT_BATCH",), ("FP16",), False),
         ("8.6.1", "int8", "qdq", ("EXPLICIT_BATCH",), ("INT8", "FP16"), False),
         ("10.3.0", "fp16", "fp32", (), ("FP16",), False),  # JetPack 6
-        ("10.3.0", "int8", "qdq", ("STRONGLY_TYPED",), (), True),
+        ("10.3.0", "int8", "qdq", (), ("INT8", "FP16"), False),
         ("10.13.2", "fp32", "fp32", (), (), False),
         ("11.0.0", "fp16", "fp16", (), (), True),  # no FP16 flag any more: an FP16 ONNX
         ("11.4.1", "int8", "qdq", (), (), True),
