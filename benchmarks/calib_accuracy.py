@@ -185,6 +185,21 @@ def env() -> dict:
     }
 
 
+def _kept_parts(path: Path, skip_accuracy: bool, skip_latency: bool) -> dict:
+    """The parts of an earlier results file that this run skips, each with the environment it was
+    measured in (so --skip-accuracy does not erase the accuracy results, nor the reverse)."""
+    if not path.is_file() or not (skip_accuracy or skip_latency):
+        return {}
+    old = json.loads(path.read_text())
+    kept = {}
+    if skip_accuracy and old.get("accuracy"):
+        kept["accuracy"] = old["accuracy"]
+        kept["accuracy_env"] = old.get("accuracy_env", old.get("env"))
+    if skip_latency and old.get("latency"):
+        kept["latency"] = {"env": old.get("env"), **old["latency"]}
+    return kept
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fashion-mini only, max calibration, fewer rounds")
@@ -208,14 +223,17 @@ def main() -> None:
         work.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
         results = {"env": env(), "accuracy": [], "goal": {"resnet18_int8_drop_max": 0.3, "int8_cpu_speedup_min": 2.5}}
+        results.update(_kept_parts(RESULTS / f"{a.name}.json", a.skip_accuracy, a.skip_latency))
         if not a.skip_accuracy:
+            results["accuracy_env"] = results["env"]
+            results["accuracy"] = []
             results["accuracy"].append(accuracy("fashion-mini", a.mini_epochs, a.img_size, methods, a.calib_tool, work))
         if not (a.quick or a.skip_full or a.skip_accuracy):
             results["accuracy"].append(
                 accuracy("fashion-mnist", a.full_epochs, a.img_size, methods, a.calib_tool, work)
             )
         if not a.skip_latency:
-            results["latency"] = latency(a.calib_tool, 2 if a.quick else a.rounds, 50, work)
+            results["latency"] = {**latency(a.calib_tool, 2 if a.quick else a.rounds, 50, work), "env": results["env"]}
         results["seconds"] = round(time.perf_counter() - t0, 1)
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{a.name}.json"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -14,9 +15,16 @@ class Normalization:
     std: tuple[float, ...]
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        mean = torch.tensor(self.mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+        mean, std = _constants(self.mean, self.std, x.device, x.dtype)
         return (x - mean) / std
+
+
+@functools.lru_cache(maxsize=32)
+def _constants(mean: tuple, std: tuple, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """mean/std as (1, C, 1, 1) tensors on `device`, made once: a host-to-device copy per batch
+    would make the training loop wait for the GPU."""
+    with torch.inference_mode(False):  # normal tensors, even when first asked for during evaluation
+        return tuple(torch.tensor(v, dtype=dtype).view(1, -1, 1, 1).to(device) for v in (mean, std))
 
 
 def to_float(x: torch.Tensor, img_size: int) -> torch.Tensor:

@@ -35,20 +35,26 @@ class RunReport:
     is_main: bool = True  # rank 0 (the process group is gone by the time the caller reads this)
 
 
-def preflight(cfg: RunConfig) -> None:
-    """Everything that can be checked before any training: options, targets, names, data, sizes."""
+def preflight(cfg: RunConfig, last: str | None = None) -> None:
+    """Everything that can be checked before any training: options, targets, names, data, sizes.
+
+    Targets must be runnable here only when a stage that runs them (build, bench) is reached before
+    `last`: `--stop-after calibrate` prepares TensorRT inputs on a machine without TensorRT."""
     from lfcc_pipeline.methods import get_method
     from lfcc_pipeline.models.registry import resolve
     from lfcc_pipeline.runtimes.targets import unavailable_reason
-    from lfcc_pipeline.stages import common
+    from lfcc_pipeline.stages import ORDER, common
 
     cfg.validate()
     resolve_device(cfg.device)
-    for t in cfg.bench.targets:
+    names = [s.name for s in ORDER]
+    reached = names[: names.index(last) + 1] if last in names else names
+    targets = cfg.bench.targets if {"build", "bench"} & set(reached) else []
+    for t in targets:
         reason = unavailable_reason(t)
         if reason:
             raise TargetUnavailable(reason)
-    if any(t.startswith("ort") for t in cfg.bench.targets):
+    if any(t.startswith("ort") for t in targets):
         from lfcc_pipeline.predict import ort_providers
 
         ort_providers(cfg.bench.ort_provider)
@@ -98,7 +104,7 @@ def run_pipeline(
     last = until or stop_after
     if last is not None and last not in BY_NAME:
         raise ConfigError(f"unknown stage {last!r}", f"choose one of {', '.join(BY_NAME)}")
-    preflight(cfg)
+    preflight(cfg, last)
     info = init_from_env(use_cuda=resolve_device(cfg.device).type == "cuda")
     if not info.is_main:
         logging.getLogger("lfcc_pipeline").setLevel(logging.WARNING)

@@ -217,9 +217,7 @@ def fit(
             scaler.update()
             sched.step()
             loss = loss.detach().float()
-            first_bad = torch.where(
-                ~torch.isfinite(loss) & (first_bad < 0), torch.tensor(step, device=device), first_bad
-            )
+            first_bad = torch.where(~torch.isfinite(loss) & (first_bad < 0), step, first_bad)  # no host sync
             loss_sum += loss
             for k, v in losses.items():
                 parts[k] = parts.get(k, 0) + v.detach().float()
@@ -231,12 +229,15 @@ def fit(
                 bar.set_postfix(loss=f"{(loss_sum / seen).item():.4f}", lr=f"{sched.get_last_lr()[0]:.2e}")
             if step % spec.ckpt_every == 0 and b + 1 < steps_per_epoch:
                 _raise_if_nonfinite(first_bad, spec)
+                _raise_if_weights_nonfinite(distiller, step, spec)
                 checkpoint(epoch, b + 1)
         bar.close()
         _raise_if_nonfinite(first_bad, spec)
         sums = all_reduce(torch.stack([loss_sum, *parts.values()]) / max(seen, 1)) / info.world
         logits, labels = predict_logits(distiller.student, val, img_size, norm_student, device, desc="val")
-        correct = all_reduce(torch.tensor([float((logits.argmax(1) == labels).sum()), float(len(labels))]))
+        # on the training device: NCCL reduces CUDA tensors only
+        counts = [float((logits.argmax(1) == labels).sum()), float(len(labels))]
+        correct = all_reduce(torch.tensor(counts, device=device))
         record = {
             "epoch": epoch + 1,
             "step": step,
@@ -247,6 +248,7 @@ def fit(
             "seconds": time.perf_counter() - te,
         }
         result.history.append(record)
+        _raise_if_weights_nonfinite(distiller, step, spec)
         _logger.info(
             "%s epoch %d/%d: loss %.4f, val top-1 %.2f%% (%.1f s)",
             spec.desc,
@@ -267,6 +269,18 @@ def _raise_if_nonfinite(first_bad: torch.Tensor, spec: FitSpec) -> None:
         kept = f"the last good checkpoint {spec.ckpt_path} is kept" if spec.ckpt_path.exists() else "no checkpoint yet"
         raise StageFailed(
             f"{spec.desc}: the loss became NaN/Inf at step {bad + 1}; {kept}",
+            f"lower the learning rate (now {spec.lr:g}) or pass --grad-clip 1.0, then rerun",
+        )
+
+
+def _raise_if_weights_nonfinite(distiller: nn.Module, step: int, spec: FitSpec) -> None:
+    """Before a checkpoint: a finite loss can still come with an update that left NaN/Inf weights.
+    Every rank checks (DDP keeps the weights identical), so all stop together."""
+    flags = [torch.isfinite(p).all() for p in distiller.parameters() if p.is_floating_point()]
+    if flags and not bool(torch.stack(flags).all()):
+        kept = f"the last good checkpoint {spec.ckpt_path} is kept" if spec.ckpt_path.exists() else "no checkpoint yet"
+        raise StageFailed(
+            f"{spec.desc}: the weights became NaN/Inf by step {step}; {kept}",
             f"lower the learning rate (now {spec.lr:g}) or pass --grad-clip 1.0, then rerun",
         )
 

@@ -1,5 +1,6 @@
 """End to end with timm's tiny test models on the bundled fashion-mini data."""
 
+import importlib.util
 import json
 import os
 import signal
@@ -128,3 +129,28 @@ def test_issue_example_command(tmp_path):
     assert r.returncode == 0, r.stderr
     rows = json.loads((out / "bench" / "report.json").read_text())["rows"]
     assert {(x["model"], x["target"]) for x in rows} == {("teacher", "ort-fp32"), ("student", "ort-fp32")}
+
+
+def test_force_reruns_every_stage(run_copy):
+    before = _manifest(run_copy)
+    r = cli("run", "--teacher", "test_vit", "--student", "test_resnet", "--method", "kd",
+            "--target", "torch", "--target", "ort-fp32", "--out", str(run_copy), *FAST, "--force")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "skipped" not in r.stderr
+    after = _manifest(run_copy)
+    for stage in before:
+        assert after[stage]["status"] == "done" and after[stage]["started"] != before[stage]["started"], stage
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed here")
+def test_tensorrt_targets_prepare_here_and_stop_before_the_build(run_copy):
+    """What the 'TensorRT missing' message advises works: --stop-after calibrate needs no TensorRT."""
+    args = ["run", "--teacher", "test_vit", "--student", "test_resnet", "--method", "kd", "--target", "trt-int8",
+            "--target", "trt-fp16", "--out", str(run_copy), *FAST]  # fmt: skip
+    r = cli(*args)
+    assert r.returncode == 2 and "needs TensorRT" in r.stderr and "--stop-after calibrate" in r.stderr
+    assert "Traceback" not in r.stderr and "calibrate" not in _manifest(run_copy)  # refused before any work
+    r = cli(*args, "--stop-after", "calibrate")
+    assert r.returncode == 0, r.stderr
+    assert (run_copy / "calib" / "student.int8.trt.onnx").is_file() and (run_copy / "calib" / "calib.npz").is_file()
+    assert list(_manifest(run_copy))[-1] == "calibrate"

@@ -84,3 +84,18 @@ def test_lr_schedule_warms_up_then_decays():
     f = [lr_factor(s, 100, 10) for s in range(100)]
     assert f[0] == 0.1 and abs(f[9] - 1.0) < 1e-9
     assert all(a >= b for a, b in zip(f[10:], f[11:], strict=False)) and f[-1] < 0.01
+
+
+def test_nan_weights_stop_training_before_a_checkpoint(tmp_path):
+    from lfcc_pipeline.training.loop import _raise_if_weights_nonfinite
+
+    d, _, spec = _setup(tmp_path, epochs=1)
+    _raise_if_weights_nonfinite(d, 3, spec)  # finite weights pass
+    with torch.no_grad():
+        next(d.student.parameters()).view(-1)[0] = float("nan")
+    try:
+        _raise_if_weights_nonfinite(d, 3, spec)
+    except StageFailed as e:
+        assert "weights became NaN/Inf by step 3" in e.line() and "--grad-clip" in e.line()
+    else:
+        raise AssertionError("NaN weights must stop training")
