@@ -26,16 +26,27 @@ COLUMNS = (
 
 
 def add_speedups(rows: list[dict[str, Any]]) -> None:
-    """speedup_vs_teacher: the teacher's p50 on the same target over this row's p50."""
-    teacher = {r["target"]: r for r in rows if r["model"] == "teacher" and r.get("latency_ms")}
+    """speedup_vs_teacher: the teacher's p50 on the same target over this row's p50. Where the teacher
+    was not measured on that target (bench --model with different files, an INT8 student without an
+    INT8 teacher), the teacher's fastest row is the reference, named in `speedup_reference`."""
+    timed = [r for r in rows if r["model"] == "teacher" and r.get("latency_ms")]
+    same = {r["target"]: r for r in timed}
+    fastest = min(timed, key=lambda r: r["latency_ms"]["p50"], default=None)
     for r in rows:
-        t = teacher.get(r["target"])
+        t = same.get(r["target"], fastest)
         ok = t is not None and r.get("latency_ms") and r["latency_ms"]["p50"] > 0
         r["speedup_vs_teacher"] = round(t["latency_ms"]["p50"] / r["latency_ms"]["p50"], 3) if ok else None
+        if ok and t["target"] != r["target"]:
+            r["speedup_reference"] = f"teacher {t['target']}"
 
 
 def _cell(row: dict[str, Any], key: str) -> str:
-    value = (row.get("latency_ms") or {}).get(key) if key in ("p50", "p90", "p99") else row.get(key)
+    if key in ("p50", "p90", "p99"):
+        value = (row.get("latency_ms") or {}).get(key)
+    elif key == "e2e_p50":  # GPU rows: host-to-host, the copies included
+        value, key = (row.get("latency_e2e_ms") or {}).get("p50"), "p50"
+    else:
+        value = row.get(key)
     if value is None:
         return "–"
     if isinstance(value, float):
@@ -48,11 +59,16 @@ def _cell(row: dict[str, Any], key: str) -> str:
 
 
 def _columns(rows: list[dict[str, Any]]) -> tuple[tuple[str, str], ...]:
-    """COLUMNS, plus the reduced-precision top-1 drop after agreement when some row has one."""
-    if not any(r.get("top1_drop") is not None for r in rows):
-        return COLUMNS
-    at = [k for _, k in COLUMNS].index("agreement") + 1
-    return (*COLUMNS[:at], ("drop", "top1_drop"), *COLUMNS[at:])
+    """COLUMNS, plus the reduced-precision top-1 drop after agreement when some row has one, and the
+    end-to-end p50 after p99 when some row was timed on a GPU."""
+    columns = COLUMNS
+    if any(r.get("latency_e2e_ms") for r in rows):
+        at = [k for _, k in columns].index("p99") + 1
+        columns = (*columns[:at], ("e2e p50 ms", "e2e_p50"), *columns[at:])
+    if any(r.get("top1_drop") is not None for r in rows):
+        at = [k for _, k in columns].index("agreement") + 1
+        columns = (*columns[:at], ("drop", "top1_drop"), *columns[at:])
+    return columns
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:

@@ -140,7 +140,7 @@ def bench_files(
             lambda raw, n=norm: n(raw).numpy().astype(np.float32, copy=False),
             m.path.stat().st_size / 1e6, (m.params or 0) / 1e6, note=m.path.name,
         ))  # fmt: skip
-    reference = _teacher_reference(models, cands, data)
+    reference, reference_name = _teacher_reference(models, cands, data)
     rows = run_suite(cands, data, len(test), reference, cfg)
     if all(r.get("error") for r in rows):
         first = rows[0]["error"]
@@ -148,36 +148,25 @@ def bench_files(
                           "the warnings above give each model's error")  # fmt: skip
     mark_drops(rows, None)  # against an FP32 file of the same role, where one was given
     info = {"spec": ds.name, "split": "test", "images": len(split), "img_size": size,
-            "classes": ds.num_classes, "throughput_batch": cfg.batch_size, "ort_providers": providers}  # fmt: skip
-    env = probe()
-    if torch.cuda.is_available():
-        env["driver"] = _nvidia_driver()
-    write_report(out_dir, rows, env, info)
+            "classes": ds.num_classes, "throughput_batch": cfg.batch_size, "ort_providers": providers,
+            "agreement_reference": reference_name}  # fmt: skip
+    write_report(out_dir, rows, probe(), info)
     return rows
 
 
-def _teacher_reference(models, cands, data) -> torch.Tensor | None:
-    """Agreement is measured against a teacher given in FP32 (ONNX), if any."""
-    for m, c in zip(models, cands, strict=True):
-        if m.role == "teacher" and m.precision == "fp32" and m.kind == "onnx":
-            try:
-                runner = c.make_runner()
-                return torch.cat([torch.from_numpy(runner(c.preprocess(raw))) for raw, _ in data()])
-            except Exception as e:  # its own row will carry the error; the others are still measured
-                _logger.warning("no agreement column: the teacher %s failed (%s)", m.path.name, e)
-                return None
-    return None
-
-
-def _nvidia_driver() -> str | None:
-    import shutil
-    import subprocess
-
-    if shutil.which("nvidia-smi") is None:
-        return None
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=10).stdout  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.strip().splitlines()[0] if out.strip() else None
+def _teacher_reference(models, cands, data) -> tuple[torch.Tensor | None, str | None]:
+    """(logits, file name) of the teacher that agreement is measured against: the most precise teacher
+    given (FP32 before FP16 before INT8, ONNX before an engine), or (None, None) without one."""
+    rank = {"fp32": 0, "fp16": 1, "int8": 2}
+    teachers = sorted(
+        (i for i, m in enumerate(models) if m.role == "teacher"),
+        key=lambda i: (rank.get(models[i].precision, 3), models[i].kind != "onnx"),
+    )
+    for i in teachers:
+        try:
+            runner = cands[i].make_runner()
+            logits = torch.cat([torch.from_numpy(runner(cands[i].preprocess(raw))) for raw, _ in data()])
+            return logits, models[i].path.name
+        except Exception as e:  # its own row will carry the error; try the next teacher
+            _logger.warning("agreement: the teacher %s failed (%s)", models[i].path.name, e)
+    return None, None

@@ -191,7 +191,13 @@ def _load_cifar100(root: Path, val_fraction: float, seed: int) -> Dataset:
                 "pass --data fashion-mini (bundled) or a local copy as --data cifar100:DIR",
             ) from None
         _logger.info("downloading CIFAR-100 to %s", root)
-        train, test = load(True)
+        try:
+            train, test = load(True)
+        except (OSError, RuntimeError) as e:  # URLError, a refused or cut connection, a bad checksum
+            raise DataError(
+                f"CIFAR-100 is not under {root} and downloading it failed ({type(e).__name__}: {e})",
+                "download it by hand into that directory and pass --data cifar100:DIR, or use --data fashion-mini",
+            ) from e
     return _with_val(
         f"cifar100:{root}",
         train.classes,

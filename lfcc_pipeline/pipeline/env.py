@@ -80,10 +80,27 @@ def probe() -> dict[str, Any]:
     }
     if len(ort_dists) > 1:
         env["warning"] = "onnxruntime and onnxruntime-gpu are both installed; uninstall one (only CPU may work)"
+    if env["cuda_available"]:
+        env["driver"] = nvidia_driver()
     power = jetson_power_mode()
     if power:
         env["jetson_power_mode"] = power
     return env
+
+
+def nvidia_driver() -> str | None:
+    """The NVIDIA driver version from nvidia-smi (absent on Jetson, whose JetPack names it instead)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("nvidia-smi") is None:
+        return None
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10).stdout  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.strip().splitlines()[0] if out.strip() else None
 
 
 def target_status() -> dict[str, str | None]:

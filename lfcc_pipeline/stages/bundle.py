@@ -41,8 +41,17 @@ import json, numpy as np, onnxruntime as ort
 from PIL import Image
 
 pre = json.load(open("preprocess.json")); labels = json.load(open("labels.json"))
-im = Image.open("image.jpg").convert("RGB").resize((pre["img_size"], pre["img_size"]), Image.BILINEAR)
-x = (np.asarray(im, np.float32) * pre["scale"] - pre["mean"]) / pre["std"]
+im, s = Image.open("image.jpg").convert("RGB"), pre["img_size"]
+resample = getattr(Image, pre["interpolation"].upper())
+if pre["resize"] == "center_crop":  # shorter side to s / crop_pct, then the centre s x s square
+    short, (w, h) = round(s / pre["crop_pct"]), im.size
+    size = (short, max(short, round(h * short / w))) if w <= h else (max(short, round(w * short / h)), short)
+    im = im.resize(size, resample)
+    left, top = (im.width - s) // 2, (im.height - s) // 2
+    im = im.crop((left, top, left + s, top + s))
+else:  # "stretch": the whole image to s x s
+    im = im.resize((s, s), resample)
+x = (np.asarray(im, np.float32) * pre["scale"] - np.float32(pre["mean"])) / np.float32(pre["std"])
 x = x.transpose(2, 0, 1)[None].astype(np.float32)
 session = ort.InferenceSession("student.onnx", providers=["CPUExecutionProvider"])
 logits = session.run(None, {{"{input}": x}})[0][0]

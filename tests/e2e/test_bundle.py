@@ -1,6 +1,7 @@
 """The bundle an app ships, `predict` without torch, and `bench --model` on deployable files."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -115,6 +116,27 @@ def test_bench_standalone_gives_the_drop_against_the_fp32_file(finished_run, tmp
     assert "top1_drop" not in rows["fp32"] and "| drop |" in (out / "report.md").read_text()
 
 
+def test_bench_standalone_without_an_fp32_teacher_uses_the_teacher_it_has(finished_run, tmp_path):
+    """An FP16 teacher beside an FP32 student (as with engines of different precisions): agreement and
+    speedup still come out, against that teacher, and the report says so."""
+    from lfcc_pipeline.calib.fp16 import convert_fp16
+    from lfcc_pipeline.calib.qdq import QuantSpec
+
+    teacher16 = tmp_path / "teacher.fp16.onnx"
+    data = np.random.default_rng(0).standard_normal((16, 3, 32, 32)).astype(np.float32)
+    convert_fp16(finished_run / "export" / "teacher.onnx", teacher16, data, QuantSpec(tool="ort"), "teacher")
+    out = tmp_path / "report"
+    r = cli("bench", "--model", str(finished_run / "export" / "student.onnx"), "--model", str(teacher16),
+            "--data", "fashion-mini", "--out", str(out), "--bench-iters", "5", "--bench-max-images", "256")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    report = json.loads((out / "report.json").read_text())
+    rows = {row["model"]: row for row in report["rows"]}
+    assert report["data"]["agreement_reference"] == "teacher.fp16.onnx" and rows["teacher"]["agreement"] == 100.0
+    assert 0 < rows["student"]["agreement"] <= 100
+    assert rows["student"]["speedup_vs_teacher"] is not None
+    assert rows["student"]["speedup_reference"] == "teacher ort-fp16"
+
+
 def test_bench_on_an_engine_without_tensorrt_is_one_line(finished_run, tmp_path):
     import importlib.util
 
@@ -133,3 +155,28 @@ def test_bench_on_an_engine_without_tensorrt_is_one_line(finished_run, tmp_path)
     assert r.returncode == 2 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
     assert "cannot benchmark student.trt-fp16.engine: TensorRT is not installed" in lines[0]
     assert not (tmp_path / "report").exists()
+
+
+@pytest.mark.parametrize("resize", ["stretch", "center_crop"])
+def test_bundle_readme_example_preprocesses_like_predict(finished_run, tmp_path, monkeypatch, resize):
+    """The Python example in bundle/README.md, run in the bundle as an app would, gives the input
+    that predict's Preprocess makes, for both resize modes, on a non-square image."""
+    import onnxruntime as ort
+
+    from lfcc_pipeline.data.preprocess import Preprocess
+
+    b = tmp_path / "bundle"
+    shutil.copytree(finished_run / "bundle", b)
+    pre = json.loads((b / "preprocess.json").read_text())
+    pre.update(resize=resize, crop_pct=0.875 if resize == "center_crop" else 1.0)
+    (b / "preprocess.json").write_text(json.dumps(pre))
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (45, 60, 3), dtype=np.uint8)).save(b / "image.jpg")
+    code = (b / "README.md").read_text().split("```python\n")[1].split("```")[0]
+    monkeypatch.chdir(b)
+    ns: dict = {}
+    exec(code, ns)  # our own generated example
+    expected = Preprocess.from_dict(pre).apply(Image.open(b / "image.jpg"))
+    assert ns["x"].shape == expected.shape and np.allclose(ns["x"], expected, atol=1e-5)
+    session = ort.InferenceSession(str(b / "student.onnx"), providers=["CPUExecutionProvider"])
+    assert np.allclose(ns["logits"], session.run(None, {"input": expected})[0][0], atol=1e-4)

@@ -156,3 +156,22 @@ def test_augment_is_a_shift_or_flip_seeded_by_step():
     assert torch.equal(a, b) and not torch.equal(a, c)
     # every output pixel is an input pixel (an exact crop/flip, no interpolation)
     assert torch.isin(a, x).all()
+
+
+@pytest.mark.parametrize("reachable", [False, True])
+def test_cifar100_missing_offline_or_failed_download_is_one_error(tmp_path, monkeypatch, reachable):
+    """Offline: the error says to use fashion-mini or a local copy; a download that fails (here a refused
+    connection, whatever the real network does) is a DataError too, never an internal error."""
+    import torchvision.datasets
+
+    from lfcc_pipeline.data import sources
+
+    def no_download(self, *a, **k):
+        raise OSError("connection refused")
+
+    monkeypatch.setattr(sources, "network_reachable", lambda *a, **k: reachable)
+    monkeypatch.setattr(torchvision.datasets.CIFAR100, "download", no_download)
+    with pytest.raises(DataError) as e:
+        load_dataset(DataSpec("cifar100", str(tmp_path)))
+    assert ("downloading it failed" if reachable else "network is unreachable") in e.value.line()
+    assert "fashion-mini" in e.value.line()
