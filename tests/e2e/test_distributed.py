@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -28,6 +29,18 @@ def torchrun(*args, nproc=2):
          "-m", "lfcc_pipeline", *args],
         cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, **ENV},
     )  # fmt: skip
+
+
+def kill_all_running(proc: subprocess.Popen, marker: str) -> None:
+    """SIGKILL the launcher's process group and every process whose command line holds `marker`:
+    torchrun starts its ranks in sessions of their own, so they outlive a kill of its group."""
+    os.killpg(proc.pid, signal.SIGKILL)
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if marker in cmdline.read_bytes().decode(errors="replace"):
+                os.kill(int(cmdline.parent.name), signal.SIGKILL)
+        except (OSError, ValueError):  # gone already
+            pass
 
 
 def max_weight_diff(a, b):
@@ -57,6 +70,21 @@ def test_two_processes_match_one(single, tmp_path):
     assert (r.stdout + r.stderr).count("run directory:") == 1  # also after the process group is gone
 
 
+def test_whole_run_under_torchrun_trains_the_teacher_too(single, tmp_path):
+    """`torchrun ... run`: teacher training, distillation, export and bench; both trained models match
+    the single-process run on the same global batch, and only rank 0 reports."""
+    out = tmp_path / "run"
+    r = torchrun("run", "--method", "kd", *COMMON, "--teacher-epochs", "1", "--bench-iters", "5",
+                 "--bench-max-images", "256", "--out", str(out))  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    for role in ("teacher", "student"):
+        wa = load_file(str(single / role / "model.safetensors"))
+        wb = load_file(str(out / role / "model.safetensors"))
+        assert max((wa[k].float() - wb[k].float()).abs().max().item() for k in wa) < 1e-3, role
+    assert (out / "bench" / "report.json").is_file() and (out / "bundle" / "student.onnx").is_file()
+    assert r.stdout.count("| student |") == 1  # one target, printed by rank 0 alone
+
+
 def test_lfcc_with_negatives_from_both_ranks_matches_one_process(single, tmp_path):
     """LFCC under torchrun: InfoNCE gathers embeddings across ranks (autograd through the gather; its exact
     gradients are checked below). The projectors' BatchNorm keeps per-process statistics, so the weights
@@ -70,20 +98,27 @@ def test_lfcc_with_negatives_from_both_ranks_matches_one_process(single, tmp_pat
     assert max_weight_diff(one, two) < 0.05
 
 
-def test_resume_under_another_world_size(single, tmp_path):
+@pytest.mark.parametrize("first, then", [(1, 2), (2, 1)])
+def test_resume_under_another_world_size(single, tmp_path, first, then):
+    """A checkpoint written by `first` processes (killed mid-run) resumes under `then` processes and
+    ends where the uninterrupted single-process run ends."""
     out = tmp_path / "resumed"
     args = ["distill", "--method", "kd", *COMMON, "--teacher-epochs", "0", "--ckpt-every", "5",
             "--teacher-weights", str(single / "teacher" / "model.safetensors"), "--out", str(out)]  # fmt: skip
-    proc = subprocess.Popen([sys.executable, "-m", "lfcc_pipeline", *args], cwd=ROOT, env={**os.environ, **ENV},
+    launch = [sys.executable, "-m", "lfcc_pipeline"]
+    if first > 1:
+        launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={first}",
+                  "-m", "lfcc_pipeline"]  # fmt: skip
+    proc = subprocess.Popen([*launch, *args], cwd=ROOT, env={**os.environ, **ENV}, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     ckpt = out / "student" / "checkpoints" / "last.pt"
     deadline = time.time() + 300
     while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
+    kill_all_running(proc, str(out))
     proc.wait()
     assert ckpt.exists()
-    r = torchrun(*args)  # one process stopped, two resume
+    r = torchrun(*args) if then > 1 else cli(*args, env=ENV)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "resuming from" in r.stderr
     assert max_weight_diff(single, out) < 1e-3
