@@ -154,3 +154,16 @@ def test_tensorrt_targets_prepare_here_and_stop_before_the_build(run_copy):
     assert r.returncode == 0, r.stderr
     assert (run_copy / "calib" / "student.int8.trt.onnx").is_file() and (run_copy / "calib" / "calib.npz").is_file()
     assert list(_manifest(run_copy))[-1] == "calibrate"
+
+
+def test_no_rebuild_stops_on_an_edited_artifact_and_keeps_it(run_copy):
+    onnx = run_copy / "export" / "student.onnx"
+    onnx.write_bytes(onnx.read_bytes()[:1000])  # truncated
+    before = _manifest(run_copy)
+    r = cli("run", "--teacher", "test_vit", "--student", "test_resnet", "--method", "kd",
+            "--target", "torch", "--target", "ort-fp32", "--out", str(run_copy), *FAST, "--no-rebuild")  # fmt: skip
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert "export/student.onnx changed since it was written" in last and last.startswith("error:")
+    assert _manifest(run_copy)["export"] == before["export"]  # nothing rerun, nothing rewritten
+    assert len(onnx.read_bytes()) == 1000
