@@ -319,3 +319,26 @@ def test_cli_flags_reach_the_config():
     assert (d.tas_nce_weight, d.tas_dim, d.tas_temperature, d.tas_split) == (0.7, 64, 0.2, (2, -2))
     defaults = config_from_options(run_cmd.make_context("run", []).params).distill
     assert defaults == DistillConfig()  # the CLI's defaults are the library's
+
+
+# Swin and MLP-Mixer teachers (the registry's swin_t and mixer_b16, randomly initialised at 64 px)
+LARGE_PAIRS = [("swin_t", "test_resnet"), ("mixer_b16", "test_resnet")]
+
+
+@pytest.mark.parametrize("teacher, student", LARGE_PAIRS)
+def test_swin_and_mixer_teachers_work_with_every_heterogeneous_method(teacher, student):
+    t, s = models(teacher, student, size=64)
+    x, y = torch.randn(2, 3, 64, 64), torch.randint(0, 10, (2,))
+    for method in ("lfcc", "ofa", "cakd", "tas"):
+        s.zero_grad(set_to_none=True)
+        d = METHODS[method](s, t, DistillConfig(method=method)).train()
+        logits, losses = d(x, x, y)
+        assert logits.shape == (2, 10) and all(torch.isfinite(v) for v in losses.values()), method
+        sum(losses.values()).backward()
+        assert all(p.grad is None for p in t.parameters()), method
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in s.layer1.parameters()), method
+    d = TAS(s, t, DistillConfig(method="tas")).eval()  # the assistant's tail is the teacher's own
+    d._assistant_input = lambda native, s_feat, x_t: native
+    with torch.no_grad():
+        both, reference = t.forward_head(d.teacher_and_assistant(x, torch.zeros(1))), t(x)
+    assert torch.allclose(both[:2], reference, atol=1e-4) and torch.allclose(both[2:], reference, atol=1e-4)

@@ -41,3 +41,38 @@ def test_validate_accepts_or_raises_config_error(epochs, bs, size):
 
 def test_default_run_dir_names_the_pair_and_method():
     assert str(RunConfig().run_dir()) == "runs/deit_s-resnet18-lfcc"
+
+
+# -- the CLI's list parsers: round trips, and any other text is a BadParameter (never another error)
+
+
+@given(st.lists(st.integers(-99, 99), min_size=1, max_size=6))
+def test_int_list_round_trips(values):
+    from lfcc_pipeline.cli import _int_list
+
+    assert _int_list(",".join(map(str, values))) == tuple(values)
+    assert _int_list(" , ".join(map(str, values))) == tuple(values)
+
+
+@given(st.lists(st.tuples(st.integers(-20, 20), st.integers(-20, 20)), min_size=1, max_size=5))
+def test_tap_pairs_round_trip(pairs):
+    from lfcc_pipeline.cli import _pair, _pairs
+
+    text = ",".join(f"{t}:{s}" for t, s in pairs)
+    assert _pairs(text) == tuple(pairs)
+    if len(pairs) == 1:
+        assert _pair(text) == pairs[0]
+
+
+@given(st.text(max_size=20))
+def test_list_parsers_accept_or_refuse_cleanly(text):
+    import click
+
+    from lfcc_pipeline.cli import _int_list, _pair, _pairs
+
+    for parse in (_int_list, _pairs, _pair):
+        try:
+            parsed = parse(text)
+        except click.BadParameter:
+            continue
+        assert parsed is None or isinstance(parsed, tuple)
