@@ -260,7 +260,7 @@ def shared_options(fn):
         ),
         click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset."),
         click.option("--exporter", default="torchscript", show_default=True, help=" | ".join(EXPORTERS)),
-        click.option("--bench-iters", type=int, default=100, show_default=True, help="Timed calls per latency figure."),
+        click.option("--bench-iters", type=int, default=100, show_default=True, help="Timed calls (10 s at most)."),
         click.option("--bench-warmup", type=int, default=10, show_default=True, help="Untimed warm-up calls."),
         click.option("--bench-batch", type=int, default=32, show_default=True, help="Batch size for throughput."),
         click.option("--bench-max-images", type=int, default=None, help="Cap on test images for accuracy."),

@@ -121,7 +121,7 @@ def test_kill_during_distill_then_resume(tmp_path):
 
 
 def test_issue_example_command(tmp_path):
-    """The acceptance command from the spine issue, verbatim."""
+    """The acceptance command from the spine issue, plus --bench-iters 10 to keep CI short."""
     out = tmp_path / "demo"
     r = cli("run", "--teacher", "test_vit", "--student", "test_resnet", "--data", "fashion-mini", "--target",
             "ort-fp32", "--epochs", "1", "--teacher-epochs", "1", "--img-size", "64", "--out", str(out),
