@@ -41,6 +41,20 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "compare_methods.json"
 
 
+def machine() -> dict:
+    """Where the figures were measured: from-scratch teachers, and so every method's result, differ
+    between CPU models (float summation order), as do the seconds."""
+    import os
+    import platform
+
+    import torch
+
+    from lfcc_pipeline.pipeline.env import cpu_name
+
+    return {"cpu": cpu_name(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__, "python": platform.python_version()}  # fmt: skip
+
+
 def base_config(args) -> RunConfig:
     cfg = RunConfig(
         models=ModelsConfig(args.teacher, args.student, args.img_size, pretrained=args.pretrained),
@@ -139,6 +153,7 @@ def main() -> None:
         "teacher": {k: teacher_metrics[k] for k in ("source", "val_top1", "test_top1", "epochs")},
         "methods": table,
         "total_seconds": time.perf_counter() - t0,
+        "machine": machine(),
     }
     key = tag + (f" {' '.join(args.set)}" if args.set else "") + (f" preset={args.preset}" if args.preset else "")
     record_result(args.out, key, record)
