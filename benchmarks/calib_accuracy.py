@@ -226,8 +226,7 @@ def main() -> None:
         results.update(_kept_parts(RESULTS / f"{a.name}.json", a.skip_accuracy, a.skip_latency))
         if not a.skip_accuracy:
             results["accuracy_env"] = results["env"]
-            results["accuracy"] = []
-            results["accuracy"].append(accuracy("fashion-mini", a.mini_epochs, a.img_size, methods, a.calib_tool, work))
+            results["accuracy"] = [accuracy("fashion-mini", a.mini_epochs, a.img_size, methods, a.calib_tool, work)]
         if not (a.quick or a.skip_full or a.skip_accuracy):
             results["accuracy"].append(
                 accuracy("fashion-mnist", a.full_epochs, a.img_size, methods, a.calib_tool, work)

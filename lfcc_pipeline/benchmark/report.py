@@ -63,12 +63,15 @@ def _columns(rows: list[dict[str, Any]]) -> tuple[tuple[str, str], ...]:
     end-to-end p50 after p99 when some row was timed on a GPU."""
     columns = COLUMNS
     if any(r.get("latency_e2e_ms") for r in rows):
-        at = [k for _, k in columns].index("p99") + 1
-        columns = (*columns[:at], ("e2e p50 ms", "e2e_p50"), *columns[at:])
+        columns = _insert_after(columns, "p99", ("e2e p50 ms", "e2e_p50"))
     if any(r.get("top1_drop") is not None for r in rows):
-        at = [k for _, k in columns].index("agreement") + 1
-        columns = (*columns[:at], ("drop", "top1_drop"), *columns[at:])
+        columns = _insert_after(columns, "agreement", ("drop", "top1_drop"))
     return columns
+
+
+def _insert_after(columns: tuple[tuple[str, str], ...], key: str, column: tuple[str, str]):
+    at = [k for _, k in columns].index(key) + 1
+    return (*columns[:at], column, *columns[at:])
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:

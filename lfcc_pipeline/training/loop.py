@@ -248,7 +248,6 @@ def fit(
             "seconds": time.perf_counter() - te,
         }
         result.history.append(record)
-        _raise_if_weights_nonfinite(distiller, step, spec)
         _logger.info(
             "%s epoch %d/%d: loss %.4f, val top-1 %.2f%% (%.1f s)",
             spec.desc,
@@ -258,6 +257,7 @@ def fit(
             record["val_top1"],
             record["seconds"],
         )
+        _raise_if_weights_nonfinite(distiller, step, spec)
         checkpoint(epoch + 1, 0)
     result.seconds = time.perf_counter() - t0
     return result
@@ -266,11 +266,7 @@ def fit(
 def _raise_if_nonfinite(first_bad: torch.Tensor, spec: FitSpec) -> None:
     bad = int(all_reduce(first_bad.clone(), op="max").item())
     if bad >= 0:
-        kept = f"the last good checkpoint {spec.ckpt_path} is kept" if spec.ckpt_path.exists() else "no checkpoint yet"
-        raise StageFailed(
-            f"{spec.desc}: the loss became NaN/Inf at step {bad + 1}; {kept}",
-            f"lower the learning rate (now {spec.lr:g}) or pass --grad-clip 1.0, then rerun",
-        )
+        raise _diverged(f"the loss became NaN/Inf at step {bad + 1}", spec)
 
 
 def _raise_if_weights_nonfinite(distiller: nn.Module, step: int, spec: FitSpec) -> None:
@@ -278,11 +274,14 @@ def _raise_if_weights_nonfinite(distiller: nn.Module, step: int, spec: FitSpec) 
     Every rank checks (DDP keeps the weights identical), so all stop together."""
     flags = [torch.isfinite(p).all() for p in distiller.parameters() if p.is_floating_point()]
     if flags and not bool(torch.stack(flags).all()):
-        kept = f"the last good checkpoint {spec.ckpt_path} is kept" if spec.ckpt_path.exists() else "no checkpoint yet"
-        raise StageFailed(
-            f"{spec.desc}: the weights became NaN/Inf by step {step}; {kept}",
-            f"lower the learning rate (now {spec.lr:g}) or pass --grad-clip 1.0, then rerun",
-        )
+        raise _diverged(f"the weights became NaN/Inf by step {step}", spec)
+
+
+def _diverged(what: str, spec: FitSpec) -> StageFailed:
+    kept = f"the last good checkpoint {spec.ckpt_path} is kept" if spec.ckpt_path.exists() else "no checkpoint yet"
+    return StageFailed(
+        f"{spec.desc}: {what}; {kept}", f"lower the learning rate (now {spec.lr:g}) or pass --grad-clip 1.0, then rerun"
+    )
 
 
 def remove_checkpoint(path: Path) -> None:
