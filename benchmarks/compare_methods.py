@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from lfcc_pipeline.benchmark.results import record_result
-from lfcc_pipeline.pipeline.config import (
+from lfcc_pipeline.core.config import (
     DataConfig,
     DistillConfig,
     ModelsConfig,
@@ -33,9 +33,9 @@ from lfcc_pipeline.pipeline.config import (
     RunConfig,
     TrainConfig,
 )  # fmt: skip
+from lfcc_pipeline.core.progress import setup_logging
 from lfcc_pipeline.pipeline.runner import run_pipeline
 from lfcc_pipeline.presets import apply_preset
-from lfcc_pipeline.progress import setup_logging
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "compare_methods.json"

@@ -23,13 +23,13 @@ from pathlib import Path
 import torch
 
 from lfcc_pipeline.benchmark.results import record_result
+from lfcc_pipeline.core.config import DistillConfig, OptimConfig
 from lfcc_pipeline.data.loader import Batches
 from lfcc_pipeline.data.sources import load_dataset
 from lfcc_pipeline.data.specs import DataSpec
 from lfcc_pipeline.data.transforms import augment, batch_generator, to_float
 from lfcc_pipeline.methods import METHODS
 from lfcc_pipeline.models.factory import create_model, normalization
-from lfcc_pipeline.pipeline.config import DistillConfig, OptimConfig
 from lfcc_pipeline.pipeline.env import cpu_name
 from lfcc_pipeline.training.loop import build_optimizer, resolve_precision
 

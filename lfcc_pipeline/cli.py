@@ -11,8 +11,7 @@ from typing import Any
 import click
 
 from lfcc_pipeline import __version__
-from lfcc_pipeline.errors import DISK_FULL, ConfigError, LfccError
-from lfcc_pipeline.pipeline.config import (
+from lfcc_pipeline.core.config import (
     CALIB_METHODS,
     CALIB_TOOLS,
     DEVICES,
@@ -31,7 +30,8 @@ from lfcc_pipeline.pipeline.config import (
     RunConfig,
     TrainConfig,
 )
-from lfcc_pipeline.progress import setup_logging
+from lfcc_pipeline.core.errors import DISK_FULL, ConfigError, LfccError
+from lfcc_pipeline.core.progress import setup_logging
 
 STAGE_NAMES = ("teacher", "distill", "export", "calibrate", "build", "bench")
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lfcc_pipeline.core.errors import ArtifactError, DataError
 from lfcc_pipeline.data.preprocess import Preprocess
-from lfcc_pipeline.errors import ArtifactError, DataError
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
 
@@ -25,7 +25,7 @@ def ort_providers(name: str) -> list[str]:
     """ONNX Runtime provider list for --ort-provider (with CPU as the fallback), checked against this install."""
     import onnxruntime as ort
 
-    from lfcc_pipeline.errors import ConfigError, TargetUnavailable
+    from lfcc_pipeline.core.errors import ConfigError, TargetUnavailable
 
     if name not in PROVIDERS:
         raise ConfigError(f"unknown --ort-provider {name!r}", f"choose one of {', '.join(PROVIDERS)}")

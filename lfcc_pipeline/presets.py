@@ -20,8 +20,8 @@ import dataclasses
 import os
 from typing import Any
 
-from lfcc_pipeline.errors import ConfigError
-from lfcc_pipeline.pipeline.config import RunConfig
+from lfcc_pipeline.core.config import RunConfig
+from lfcc_pipeline.core.errors import ConfigError
 
 PRESETS = ("cifar100", "imagenet")
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from lfcc_pipeline.pipeline.atomic import write_json, write_text, write_with
+from lfcc_pipeline.core.atomic import write_json, write_text, write_with
 
 COLUMNS = (
     ("model", "model"),

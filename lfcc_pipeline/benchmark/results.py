@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from lfcc_pipeline.pipeline.atomic import write_json
+from lfcc_pipeline.core.atomic import write_json
 
 
 def record_result(path: Path, key: str, record: dict[str, Any]) -> None:

@@ -21,10 +21,10 @@ import torch
 from lfcc_pipeline.benchmark.drops import mark_drops
 from lfcc_pipeline.benchmark.report import write_report
 from lfcc_pipeline.benchmark.suite import Candidate, run_suite
+from lfcc_pipeline.core.config import BenchConfig
+from lfcc_pipeline.core.errors import ArtifactError, ConfigError, StageFailed, TargetUnavailable
 from lfcc_pipeline.data.preprocess import Preprocess
 from lfcc_pipeline.data.transforms import Normalization, to_float
-from lfcc_pipeline.errors import ArtifactError, ConfigError, StageFailed, TargetUnavailable
-from lfcc_pipeline.pipeline.config import BenchConfig
 from lfcc_pipeline.pipeline.env import probe
 
 _logger = logging.getLogger(__name__)

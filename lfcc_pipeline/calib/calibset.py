@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from lfcc_pipeline.core.atomic import write_with
+from lfcc_pipeline.core.errors import ConfigError, DataError
 from lfcc_pipeline.data.preprocess import Preprocess
 from lfcc_pipeline.data.transforms import Normalization, to_float
-from lfcc_pipeline.errors import ConfigError, DataError
-from lfcc_pipeline.pipeline.atomic import write_with
 
 FORMAT = 1
 _REDRAW = "rerun `lfcc-pipeline calibrate` without --calib-file to draw a matching set"

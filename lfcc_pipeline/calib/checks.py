@@ -169,7 +169,7 @@ def verify_produced(produced, label: str) -> None:
     Q/DQ rules, FP16 with the sensitive ops in FP32, or a CPU model with Q/DQ nodes."""
     from lfcc_pipeline.calib import graph
     from lfcc_pipeline.calib.fp16 import FP32_OPS
-    from lfcc_pipeline.errors import StageFailed
+    from lfcc_pipeline.core.errors import StageFailed
 
     model = graph.load(produced.path)
     if produced.flavour == "int8.trt":

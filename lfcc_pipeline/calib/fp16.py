@@ -22,7 +22,7 @@ import numpy as np
 
 from lfcc_pipeline.calib import graph
 from lfcc_pipeline.calib.qdq import MODELOPT_HINT, Produced, QuantSpec, modelopt_version, ort_version
-from lfcc_pipeline.errors import ConfigError, tool_failures
+from lfcc_pipeline.core.errors import ConfigError, tool_failures
 
 _logger = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from lfcc_pipeline.errors import ArtifactError
-from lfcc_pipeline.pipeline.atomic import write_with
+from lfcc_pipeline.core.atomic import write_with
+from lfcc_pipeline.core.errors import ArtifactError
 
 _logger = logging.getLogger(__name__)
 STANDARD_DOMAINS = ("", "ai.onnx")

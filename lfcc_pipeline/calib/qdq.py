@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from lfcc_pipeline.calib import graph
-from lfcc_pipeline.errors import ConfigError, tool_failures
-from lfcc_pipeline.progress import progress
+from lfcc_pipeline.core.errors import ConfigError, tool_failures
+from lfcc_pipeline.core.progress import progress
 
 _logger = logging.getLogger(__name__)
 

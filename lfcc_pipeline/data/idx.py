@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lfcc_pipeline.errors import DataError
+from lfcc_pipeline.core.errors import DataError
 
 
 def read_idx(path: Path) -> np.ndarray:

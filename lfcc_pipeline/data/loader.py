@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lfcc_pipeline.core.errors import DataError
 from lfcc_pipeline.data.sources import Split
-from lfcc_pipeline.errors import DataError
 
 
 class IndexBatches:

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lfcc_pipeline.core.errors import DataError
 from lfcc_pipeline.data.idx import read_idx
 from lfcc_pipeline.data.specs import DEFAULT_DIRS, DataSpec
-from lfcc_pipeline.errors import DataError
 
 _logger = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from lfcc_pipeline.errors import DataError
+from lfcc_pipeline.core.errors import DataError
 
 KINDS = ("fashion-mini", "fashion-mnist", "cifar100", "imagefolder")
 DEFAULT_DIRS = {

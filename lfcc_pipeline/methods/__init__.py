@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lfcc_pipeline.errors import ConfigError
+from lfcc_pipeline.core.errors import ConfigError
 from lfcc_pipeline.methods.base import Distiller
 from lfcc_pipeline.methods.cakd import CAKD
 from lfcc_pipeline.methods.kd import LogitKD

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lfcc_pipeline.pipeline.config import DistillConfig
+from lfcc_pipeline.core.config import DistillConfig
 
 
 class Distiller(nn.Module):

@@ -40,10 +40,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lfcc_pipeline.errors import ModelError
+from lfcc_pipeline.core.config import DistillConfig
+from lfcc_pipeline.core.errors import ModelError
 from lfcc_pipeline.methods.base import Distiller
 from lfcc_pipeline.models.taps import feature_info, forward_with_taps, normalize_indices, tap_channels, tap_reductions
-from lfcc_pipeline.pipeline.config import DistillConfig
 
 HEAD_DIM = 64  # head width for teachers without an attention block to read (ours)
 

@@ -25,11 +25,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lfcc_pipeline.errors import ConfigError
+from lfcc_pipeline.core.config import DistillConfig
+from lfcc_pipeline.core.distributed import gather_with_grad
+from lfcc_pipeline.core.errors import ConfigError
 from lfcc_pipeline.methods.base import Distiller, kd_loss, run_teacher
 from lfcc_pipeline.models.taps import auto_indices, forward_with_taps, normalize_indices, tap_channels
-from lfcc_pipeline.pipeline.config import DistillConfig
-from lfcc_pipeline.pipeline.distributed import gather_with_grad
 
 
 @functools.lru_cache(maxsize=64)

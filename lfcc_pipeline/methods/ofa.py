@@ -25,10 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lfcc_pipeline.core.config import DistillConfig
 from lfcc_pipeline.methods.base import Distiller
 from lfcc_pipeline.models.registry import family_of_module
 from lfcc_pipeline.models.taps import auto_indices, forward_with_taps, normalize_indices, tap_channels, tap_reductions
-from lfcc_pipeline.pipeline.config import DistillConfig
 
 
 def ofa_loss(

@@ -46,13 +46,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lfcc_pipeline.errors import ConfigError
+from lfcc_pipeline.core.config import DistillConfig
+from lfcc_pipeline.core.errors import ConfigError
 from lfcc_pipeline.methods.base import Distiller
 from lfcc_pipeline.methods.cakd import align_grid
 from lfcc_pipeline.methods.lfcc import Projector, info_nce
 from lfcc_pipeline.methods.ofa import ofa_loss
 from lfcc_pipeline.models.taps import auto_indices, feature_info, normalize_indices, tap_channels, tap_reductions
-from lfcc_pipeline.pipeline.config import DistillConfig
 
 
 def _heads(dim: int) -> int:

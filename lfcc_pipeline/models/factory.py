@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from lfcc_pipeline.core.errors import ModelError
 from lfcc_pipeline.data.transforms import Normalization
-from lfcc_pipeline.errors import ModelError
 from lfcc_pipeline.models.registry import ModelEntry, resolve
 
 _logger = logging.getLogger(__name__)

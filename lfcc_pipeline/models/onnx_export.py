@@ -9,8 +9,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lfcc_pipeline.errors import StageFailed, tool_failures
-from lfcc_pipeline.pipeline.atomic import atomic_path
+from lfcc_pipeline.core.atomic import atomic_path
+from lfcc_pipeline.core.errors import StageFailed, tool_failures
 
 _logger = logging.getLogger(__name__)
 INPUT_NAME, OUTPUT_NAME = "input", "logits"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 
-from lfcc_pipeline.errors import ModelError
+from lfcc_pipeline.core.errors import ModelError
 
 FAMILIES = ("vit", "cnn", "mlp")
 

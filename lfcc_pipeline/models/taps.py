@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from lfcc_pipeline.errors import ModelError
+from lfcc_pipeline.core.errors import ModelError
 
 
 def feature_info(model: nn.Module) -> list[dict]:

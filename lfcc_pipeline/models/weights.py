@@ -11,9 +11,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lfcc_pipeline.errors import ModelError
+from lfcc_pipeline.core.atomic import write_bytes
+from lfcc_pipeline.core.errors import ModelError
 from lfcc_pipeline.models.factory import ModelRecipe, rebuild
-from lfcc_pipeline.pipeline.atomic import write_bytes
 
 _logger = logging.getLogger(__name__)
 _WRAPPER_KEYS = ("state_dict_ema", "model_ema", "state_dict", "model", "module", "student")

@@ -1,1 +1,1 @@
-"""Configuration, runner, manifest, atomic writes, locking, environment probe, torch.distributed."""
+"""The runner: what to run, manifest and fingerprints, stage registry, environment probe."""

@@ -10,8 +10,8 @@ from typing import Any
 import torch
 
 from lfcc_pipeline import __version__
-from lfcc_pipeline.errors import TargetUnavailable
-from lfcc_pipeline.pipeline.config import TARGETS
+from lfcc_pipeline.core.config import TARGETS
+from lfcc_pipeline.core.errors import TargetUnavailable
 
 
 def _version(dist: str) -> str | None:

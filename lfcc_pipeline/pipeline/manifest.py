@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from lfcc_pipeline import __version__
-from lfcc_pipeline.pipeline.atomic import sha256_file, write_json
+from lfcc_pipeline.core.atomic import sha256_file, write_json
 
 _logger = logging.getLogger(__name__)
 MANIFEST = "manifest.json"

@@ -8,12 +8,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lfcc_pipeline.errors import ArtifactError, ConfigError, LfccError, TargetUnavailable
-from lfcc_pipeline.pipeline.atomic import remove_stale_temporaries
-from lfcc_pipeline.pipeline.config import RunConfig
-from lfcc_pipeline.pipeline.distributed import barrier, broadcast, current, init_from_env, shutdown
+from lfcc_pipeline.core.atomic import remove_stale_temporaries
+from lfcc_pipeline.core.config import RunConfig
+from lfcc_pipeline.core.distributed import barrier, broadcast, current, init_from_env, shutdown
+from lfcc_pipeline.core.errors import ArtifactError, ConfigError, LfccError, TargetUnavailable
+from lfcc_pipeline.core.lock import run_lock
 from lfcc_pipeline.pipeline.env import resolve_device
-from lfcc_pipeline.pipeline.lock import run_lock
 from lfcc_pipeline.pipeline.manifest import Manifest, fingerprint
 from lfcc_pipeline.pipeline.stage import StageContext
 

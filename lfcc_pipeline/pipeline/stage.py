@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from lfcc_pipeline.pipeline.config import RunConfig
+from lfcc_pipeline.core.config import RunConfig
 
 
 @dataclass

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lfcc_pipeline.errors import ArtifactError, TargetUnavailable
+from lfcc_pipeline.core.errors import ArtifactError, TargetUnavailable
 from lfcc_pipeline.runtimes.base import Runner
 
 

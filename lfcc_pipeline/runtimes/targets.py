@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
-from lfcc_pipeline.errors import ConfigError
-from lfcc_pipeline.pipeline.config import TARGETS
+from lfcc_pipeline.core.config import TARGETS
+from lfcc_pipeline.core.errors import ConfigError
 
 
 @dataclass(frozen=True)

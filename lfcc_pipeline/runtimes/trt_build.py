@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lfcc_pipeline.calib.qdq import QuantSpec
-from lfcc_pipeline.errors import ArtifactError, ConfigError
+from lfcc_pipeline.core.errors import ArtifactError, ConfigError
 from lfcc_pipeline.runtimes.trt_plan import BuildPlan, input_profile, plan_build
 
 _logger = logging.getLogger(__name__)

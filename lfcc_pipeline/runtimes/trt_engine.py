@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lfcc_pipeline.errors import StageFailed, TargetUnavailable
-from lfcc_pipeline.pipeline.atomic import sha256_file, write_bytes, write_json
+from lfcc_pipeline.core.atomic import sha256_file, write_bytes, write_json
+from lfcc_pipeline.core.errors import StageFailed, TargetUnavailable
 from lfcc_pipeline.runtimes.trt_plan import BuildPlan, Profile
 
 _logger = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from lfcc_pipeline.errors import ConfigError, TargetUnavailable
+from lfcc_pipeline.core.errors import ConfigError, TargetUnavailable
 
 PRECISIONS = ("fp32", "fp16", "int8")
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from lfcc_pipeline.errors import ArtifactError, ConfigError
+from lfcc_pipeline.core.errors import ArtifactError, ConfigError
 from lfcc_pipeline.runtimes.base import Runner
 from lfcc_pipeline.runtimes.trt_engine import gpu_identity, import_tensorrt, make_logger, read_engine_meta
 from lfcc_pipeline.runtimes.trt_plan import engine_mismatch

@@ -12,11 +12,11 @@ import torch
 from lfcc_pipeline.benchmark.drops import mark_drops
 from lfcc_pipeline.benchmark.report import write_report
 from lfcc_pipeline.benchmark.suite import Candidate, run_suite
+from lfcc_pipeline.core.config import RunConfig, as_dict
+from lfcc_pipeline.core.errors import StageFailed
 from lfcc_pipeline.data.transforms import Normalization, to_float
-from lfcc_pipeline.errors import StageFailed
 from lfcc_pipeline.models.factory import count_params, normalization
 from lfcc_pipeline.models.weights import load_model
-from lfcc_pipeline.pipeline.config import RunConfig, as_dict
 from lfcc_pipeline.pipeline.env import probe
 from lfcc_pipeline.pipeline.stage import Stage, StageContext, StageResult
 from lfcc_pipeline.predict import ort_providers

@@ -8,8 +8,8 @@ reused and updated by every build, so rebuilding after a change is quick.
 
 from __future__ import annotations
 
-from lfcc_pipeline.errors import ConfigError
-from lfcc_pipeline.pipeline.config import RunConfig, as_dict
+from lfcc_pipeline.core.config import RunConfig, as_dict
+from lfcc_pipeline.core.errors import ConfigError
 from lfcc_pipeline.pipeline.stage import Stage, StageContext, StageResult
 from lfcc_pipeline.runtimes.targets import tensorrt_version
 from lfcc_pipeline.runtimes.trt_build import TRT_TARGETS, BuildRequest, build_target

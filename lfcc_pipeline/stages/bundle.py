@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
+from lfcc_pipeline.core.atomic import write_bytes, write_json, write_text
+from lfcc_pipeline.core.config import RunConfig
 from lfcc_pipeline.data.preprocess import Preprocess
 from lfcc_pipeline.models.onnx_export import read_metadata
-from lfcc_pipeline.pipeline.atomic import write_bytes, write_json, write_text
-from lfcc_pipeline.pipeline.config import RunConfig
 from lfcc_pipeline.pipeline.stage import Stage, StageContext, StageResult
 from lfcc_pipeline.stages import calibrate, common
 

@@ -22,13 +22,13 @@ from lfcc_pipeline.calib import checks, graph
 from lfcc_pipeline.calib.calibset import CalibSet, load_calibset, model_inputs, save_calibset, stratified_indices
 from lfcc_pipeline.calib.fp16 import convert_fp16, fp16_tool
 from lfcc_pipeline.calib.qdq import Produced, QuantSpec, modelopt_version, ort_version, quantize_int8, trt_quantizer
+from lfcc_pipeline.core.atomic import sha256_file, write_json
+from lfcc_pipeline.core.config import CALIB_TARGETS, RunConfig, as_dict
+from lfcc_pipeline.core.errors import ArtifactError, DataError, StageFailed
+from lfcc_pipeline.core.progress import progress
 from lfcc_pipeline.data.preprocess import Preprocess
 from lfcc_pipeline.data.transforms import Normalization, to_float
-from lfcc_pipeline.errors import ArtifactError, DataError, StageFailed
-from lfcc_pipeline.pipeline.atomic import sha256_file, write_json
-from lfcc_pipeline.pipeline.config import CALIB_TARGETS, RunConfig, as_dict
 from lfcc_pipeline.pipeline.stage import Stage, StageContext, StageResult
-from lfcc_pipeline.progress import progress
 from lfcc_pipeline.runtimes.ort_runner import OrtRunner
 from lfcc_pipeline.runtimes.targets import tensorrt_version
 from lfcc_pipeline.runtimes.trt_plan import major_version

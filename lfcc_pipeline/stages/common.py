@@ -8,13 +8,13 @@ from pathlib import Path
 
 import torch
 
+from lfcc_pipeline.core.config import RunConfig
+from lfcc_pipeline.core.distributed import DistInfo, current
+from lfcc_pipeline.core.errors import ArtifactError, ConfigError
 from lfcc_pipeline.data.loader import Batches
 from lfcc_pipeline.data.sources import Dataset, Split, load_dataset, stratified_holdout
 from lfcc_pipeline.data.specs import parse_data_spec
-from lfcc_pipeline.errors import ArtifactError, ConfigError
 from lfcc_pipeline.models.factory import default_img_size
-from lfcc_pipeline.pipeline.config import RunConfig
-from lfcc_pipeline.pipeline.distributed import DistInfo, current
 
 _logger = logging.getLogger(__name__)
 
@@ -83,9 +83,9 @@ def fit_evaluate_save(
     """Train `distiller` (resuming from role/checkpoints/last.pt), evaluate its student on val and
     test, and write role/model.safetensors and role/metrics.json. Returns the metrics ({} on
     ranks other than 0 under torchrun, which train but write nothing)."""
+    from lfcc_pipeline.core.atomic import write_json
     from lfcc_pipeline.models.factory import count_params
     from lfcc_pipeline.models.weights import save_model
-    from lfcc_pipeline.pipeline.atomic import write_json
     from lfcc_pipeline.training.evaluate import predict_logits, topk_accuracy
     from lfcc_pipeline.training.loop import FitSpec, fit, remove_checkpoint
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 
+from lfcc_pipeline.core.config import RunConfig, as_dict
 from lfcc_pipeline.methods import get_method
 from lfcc_pipeline.models.factory import create_model, normalization
 from lfcc_pipeline.models.weights import load_model
-from lfcc_pipeline.pipeline.config import RunConfig, as_dict
 from lfcc_pipeline.pipeline.stage import Stage, StageContext, StageResult
 from lfcc_pipeline.stages import common
 

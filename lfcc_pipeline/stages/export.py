@@ -8,14 +8,14 @@ import logging
 import numpy as np
 import torch
 
+from lfcc_pipeline.core.atomic import write_json
+from lfcc_pipeline.core.config import RunConfig, as_dict
+from lfcc_pipeline.core.errors import StageFailed
 from lfcc_pipeline.data.preprocess import Preprocess
 from lfcc_pipeline.data.transforms import to_float
-from lfcc_pipeline.errors import StageFailed
 from lfcc_pipeline.models.factory import count_params, normalization
 from lfcc_pipeline.models.onnx_export import export_onnx
 from lfcc_pipeline.models.weights import load_model
-from lfcc_pipeline.pipeline.atomic import write_json
-from lfcc_pipeline.pipeline.config import RunConfig, as_dict
 from lfcc_pipeline.pipeline.stage import Stage, StageContext, StageResult
 from lfcc_pipeline.runtimes.ort_runner import OrtRunner
 from lfcc_pipeline.stages import common

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 
-from lfcc_pipeline.errors import ConfigError, ModelError
+from lfcc_pipeline.core.atomic import sha256_file
+from lfcc_pipeline.core.config import RunConfig, as_dict
+from lfcc_pipeline.core.errors import ConfigError, ModelError
 from lfcc_pipeline.methods.none import NoDistillation
 from lfcc_pipeline.models.factory import create_model, normalization, try_pretrained
 from lfcc_pipeline.models.weights import apply_state_dict, read_state_dict
-from lfcc_pipeline.pipeline.atomic import sha256_file
-from lfcc_pipeline.pipeline.config import RunConfig, as_dict
 from lfcc_pipeline.pipeline.stage import Stage, StageContext, StageResult
 from lfcc_pipeline.stages import common
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from lfcc_pipeline.core.progress import progress
 from lfcc_pipeline.data.loader import Batches
 from lfcc_pipeline.data.transforms import Normalization, to_float
-from lfcc_pipeline.progress import progress
 
 
 @torch.no_grad()

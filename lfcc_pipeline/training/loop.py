@@ -18,14 +18,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from lfcc_pipeline.core.atomic import write_bytes
+from lfcc_pipeline.core.config import OptimConfig
+from lfcc_pipeline.core.distributed import all_reduce, current
+from lfcc_pipeline.core.errors import ArtifactError, StageFailed
+from lfcc_pipeline.core.progress import progress
 from lfcc_pipeline.data.loader import Batches
 from lfcc_pipeline.data.transforms import Normalization, augment, batch_generator, to_float
-from lfcc_pipeline.errors import ArtifactError, StageFailed
 from lfcc_pipeline.methods.base import Distiller
-from lfcc_pipeline.pipeline.atomic import write_bytes
-from lfcc_pipeline.pipeline.config import OptimConfig
-from lfcc_pipeline.pipeline.distributed import all_reduce, current
-from lfcc_pipeline.progress import progress
 from lfcc_pipeline.training.evaluate import predict_logits
 
 _logger = logging.getLogger(__name__)

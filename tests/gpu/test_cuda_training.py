@@ -11,12 +11,12 @@ pytestmark = [pytest.mark.gpu, needs_cuda]
 @pytest.mark.parametrize("method", ["kd", "lfcc", "ofa"])
 @pytest.mark.parametrize("compile_", [False, True])
 def test_distill_steps_on_the_gpu(method, compile_, tmp_path):
+    from lfcc_pipeline.core.config import DistillConfig, OptimConfig
     from lfcc_pipeline.data.loader import Batches
     from lfcc_pipeline.data.sources import load_dataset
     from lfcc_pipeline.data.specs import DataSpec
     from lfcc_pipeline.methods import METHODS
     from lfcc_pipeline.models.factory import create_model, normalization
-    from lfcc_pipeline.pipeline.config import DistillConfig, OptimConfig
     from lfcc_pipeline.training.loop import FitSpec, fit
 
     ds = load_dataset(DataSpec("fashion-mini", None), 0.1, 0)

@@ -66,7 +66,7 @@ def test_engine_matches_onnx_runtime(onnx_model, calib_npz, precision, atol, tmp
 
 
 def test_engine_from_another_tensorrt_is_refused(onnx_model, tmp_path):
-    from lfcc_pipeline.errors import ArtifactError
+    from lfcc_pipeline.core.errors import ArtifactError
     from lfcc_pipeline.runtimes.trt_engine import engine_json
     from lfcc_pipeline.runtimes.trt_runner import TrtRunner
 
@@ -82,7 +82,7 @@ def test_engine_from_another_tensorrt_is_refused(onnx_model, tmp_path):
 
 
 def test_batch_outside_the_profile(onnx_model, tmp_path):
-    from lfcc_pipeline.errors import ConfigError
+    from lfcc_pipeline.core.errors import ConfigError
     from lfcc_pipeline.runtimes.trt_runner import TrtRunner
 
     runner = TrtRunner(_build(onnx_model, "fp32", tmp_path))

@@ -3,8 +3,8 @@ import os
 
 import pytest
 
-from lfcc_pipeline.errors import ArtifactError
-from lfcc_pipeline.pipeline.atomic import atomic_path, sha256_file, write_json, write_with
+from lfcc_pipeline.core.atomic import atomic_path, sha256_file, write_json, write_with
+from lfcc_pipeline.core.errors import ArtifactError
 
 
 def test_write_json_roundtrip(tmp_path):

@@ -6,7 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lfcc_pipeline.errors import ConfigError
+from lfcc_pipeline.core.config import DistillConfig
+from lfcc_pipeline.core.errors import ConfigError
 from lfcc_pipeline.methods import METHODS
 from lfcc_pipeline.methods.cakd import (
     CAKD,
@@ -20,7 +21,6 @@ from lfcc_pipeline.methods.cakd import (
 )
 from lfcc_pipeline.methods.tas import TAS, split_points
 from lfcc_pipeline.models.factory import create_model
-from lfcc_pipeline.pipeline.config import DistillConfig
 
 PAIRS = [
     ("test_vit", "test_resnet"),  # ViT -> CNN
@@ -300,7 +300,7 @@ def test_options_are_listed_for_fingerprints():
      ({"tas_temperature": 0.0}, "--tas-temperature"), ({"tas_nce_weight": -0.5}, "--tas-nce-weight")],
 )  # fmt: skip
 def test_bad_option_values_are_config_errors(change, flag):
-    from lfcc_pipeline.pipeline.config import RunConfig
+    from lfcc_pipeline.core.config import RunConfig
 
     with pytest.raises(ConfigError, match=flag):
         RunConfig(distill=DistillConfig(**change)).validate()

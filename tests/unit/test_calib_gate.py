@@ -4,7 +4,7 @@ import pytest
 
 from lfcc_pipeline.benchmark.drops import mark_drops
 from lfcc_pipeline.benchmark.report import markdown_table
-from lfcc_pipeline.pipeline.config import CalibConfig, DataConfig, RunConfig
+from lfcc_pipeline.core.config import CalibConfig, DataConfig, RunConfig
 from lfcc_pipeline.stages import calibrate
 from lfcc_pipeline.stages.bench import TRT_QDQ_TARGET
 

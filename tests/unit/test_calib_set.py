@@ -15,10 +15,10 @@ from lfcc_pipeline.calib.calibset import (
     stratified_indices,
 )
 from lfcc_pipeline.cli import cli
+from lfcc_pipeline.core.config import CalibConfig, RunConfig
+from lfcc_pipeline.core.errors import ConfigError, DataError
 from lfcc_pipeline.data.preprocess import Preprocess
 from lfcc_pipeline.data.transforms import Normalization, to_float
-from lfcc_pipeline.errors import ConfigError, DataError
-from lfcc_pipeline.pipeline.config import CalibConfig, RunConfig
 
 
 def _set(n=20, size=32, shape=(1, 28, 28)) -> CalibSet:

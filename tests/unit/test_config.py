@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lfcc_pipeline.errors import ConfigError
-from lfcc_pipeline.pipeline.config import BenchConfig, ModelsConfig, RunConfig, TrainConfig
+from lfcc_pipeline.core.config import BenchConfig, ModelsConfig, RunConfig, TrainConfig
+from lfcc_pipeline.core.errors import ConfigError
 
 
 def test_defaults_validate():

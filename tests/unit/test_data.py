@@ -8,12 +8,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
+from lfcc_pipeline.core.errors import DataError
 from lfcc_pipeline.data.idx import read_idx
 from lfcc_pipeline.data.loader import Batches, IndexBatches
 from lfcc_pipeline.data.sources import load_dataset, stratified_holdout
 from lfcc_pipeline.data.specs import KINDS, DataSpec, parse_data_spec
 from lfcc_pipeline.data.transforms import augment, batch_generator, to_float
-from lfcc_pipeline.errors import DataError
 
 
 @pytest.mark.parametrize(

@@ -9,12 +9,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from lfcc_pipeline.core.config import DistillConfig
 from lfcc_pipeline.methods import METHODS, get_method
 from lfcc_pipeline.methods.base import kd_loss
 from lfcc_pipeline.methods.lfcc import LFCC, info_nce, low_pass_pyramid, stage_pairs
 from lfcc_pipeline.methods.ofa import OFA, ofa_loss
 from lfcc_pipeline.models.factory import create_model
-from lfcc_pipeline.pipeline.config import DistillConfig
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from lfcc_pipeline.errors import ConfigError, StageFailed
-from lfcc_pipeline.pipeline.config import ModelsConfig, RunConfig
+from lfcc_pipeline.core.config import ModelsConfig, RunConfig
+from lfcc_pipeline.core.errors import ConfigError, StageFailed
 from lfcc_pipeline.presets import apply_preset
 from lfcc_pipeline.stages.export import _check
 

@@ -2,7 +2,7 @@ import pytest
 import timm
 import torch
 
-from lfcc_pipeline.errors import ModelError
+from lfcc_pipeline.core.errors import ModelError
 from lfcc_pipeline.models.factory import create_model, default_img_size
 from lfcc_pipeline.models.registry import SHORT_NAMES, resolve
 

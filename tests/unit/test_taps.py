@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from lfcc_pipeline.errors import ModelError
+from lfcc_pipeline.core.errors import ModelError
 from lfcc_pipeline.models.factory import create_model
 from lfcc_pipeline.models.taps import forward_with_taps, normalize_indices, tap_channels, tap_reductions
 

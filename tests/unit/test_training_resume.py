@@ -4,13 +4,13 @@ import contextlib
 
 import torch
 
+from lfcc_pipeline.core.config import DistillConfig, OptimConfig
+from lfcc_pipeline.core.errors import StageFailed
 from lfcc_pipeline.data.loader import Batches
 from lfcc_pipeline.data.sources import load_dataset
 from lfcc_pipeline.data.specs import DataSpec
-from lfcc_pipeline.errors import StageFailed
 from lfcc_pipeline.methods.kd import LogitKD
 from lfcc_pipeline.models.factory import create_model, normalization
-from lfcc_pipeline.pipeline.config import DistillConfig, OptimConfig
 from lfcc_pipeline.training.loop import FitSpec, fit, lr_factor
 
 CPU = torch.device("cpu")

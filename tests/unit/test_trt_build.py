@@ -15,9 +15,9 @@ from lfcc_pipeline.calib.fp16 import convert_fp16
 from lfcc_pipeline.calib.graph import load
 from lfcc_pipeline.calib.qdq import QuantSpec, quantize_int8
 from lfcc_pipeline.cli import cli
+from lfcc_pipeline.core.errors import ConfigError
 from lfcc_pipeline.data.sources import load_dataset
 from lfcc_pipeline.data.specs import parse_data_spec
-from lfcc_pipeline.errors import ConfigError
 from lfcc_pipeline.models.onnx_export import export_onnx
 from lfcc_pipeline.runtimes import trt_engine
 from lfcc_pipeline.runtimes.trt_build import BuildRequest, build_target, default_engine_path, onnx_kind
@@ -176,7 +176,7 @@ def test_without_tensorrt_build_names_tensorrt_and_what_to_install(files):
 
 
 def test_a_run_with_tensorrt_targets_needs_batch_1_and_the_throughput_batch_in_the_profile():
-    from lfcc_pipeline.pipeline.config import BenchConfig, BuildConfig, RunConfig
+    from lfcc_pipeline.core.config import BenchConfig, BuildConfig, RunConfig
 
     trt = BenchConfig(targets=("trt-fp16",), batch_size=32)
     with pytest.raises(ConfigError, match="latency at batch 1"):

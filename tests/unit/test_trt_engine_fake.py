@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from lfcc_pipeline.errors import StageFailed
+from lfcc_pipeline.core.errors import StageFailed
 from lfcc_pipeline.models.factory import create_model
 from lfcc_pipeline.models.onnx_export import export_onnx
 from lfcc_pipeline.runtimes import trt_engine
@@ -67,7 +67,7 @@ def test_tensorrt_missing_is_one_clear_error(monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_tensorrt)
-    from lfcc_pipeline.errors import TargetUnavailable
+    from lfcc_pipeline.core.errors import TargetUnavailable
 
     with pytest.raises(TargetUnavailable) as e:
         trt_engine.import_tensorrt()

@@ -2,7 +2,7 @@
 
 import pytest
 
-from lfcc_pipeline.errors import ConfigError, TargetUnavailable
+from lfcc_pipeline.core.errors import ConfigError, TargetUnavailable
 from lfcc_pipeline.runtimes.trt_plan import Profile, engine_mismatch, input_profile, plan_build
 
 

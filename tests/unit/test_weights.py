@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from lfcc_pipeline.errors import ModelError
+from lfcc_pipeline.core.errors import ModelError
 from lfcc_pipeline.models.factory import create_model
 from lfcc_pipeline.models.weights import apply_state_dict, load_model, read_state_dict, save_model
 from tests.conftest import ROOT

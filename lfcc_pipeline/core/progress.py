@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 
 def progress(iterable: Iterable[Any] | None = None, desc: str = "", total: int | None = None, **kw: Any) -> tqdm:
-    from lfcc_pipeline.pipeline.distributed import current
+    from lfcc_pipeline.core.distributed import current
 
     show = (sys.stderr.isatty() or os.environ.get("LFCC_PROGRESS", "") not in ("", "0")) and current().is_main
     return tqdm(

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lfcc_pipeline.errors import ConfigError
+from lfcc_pipeline.core.errors import ConfigError
 
 TARGETS = ("torch", "ort-fp32", "ort-fp16", "ort-int8", "trt-fp32", "trt-fp16", "trt-int8")
 DEVICES = ("auto", "cpu", "cuda")

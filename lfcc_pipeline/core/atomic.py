@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from lfcc_pipeline.errors import ArtifactError
+from lfcc_pipeline.core.errors import ArtifactError
 
 
 @contextlib.contextmanager

@@ -8,7 +8,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from lfcc_pipeline.errors import ArtifactError, RunLocked
+from lfcc_pipeline.core.errors import ArtifactError, RunLocked
 
 LOCK = ".lock"
 
