@@ -172,7 +172,7 @@ def env() -> dict:
     import onnxruntime
 
     from lfcc_pipeline.calib.qdq import modelopt_version
-    from lfcc_pipeline.pipeline.env import cpu_name
+    from lfcc_pipeline.runtimes.probe import cpu_name
 
     return {
         "cpu": cpu_name(),

@@ -49,7 +49,7 @@ def machine() -> dict:
 
     import torch
 
-    from lfcc_pipeline.pipeline.env import cpu_name
+    from lfcc_pipeline.runtimes.probe import cpu_name
 
     return {"cpu": cpu_name(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__, "python": platform.python_version()}  # fmt: skip

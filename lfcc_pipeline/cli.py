@@ -566,8 +566,8 @@ def build_cmd(onnx: Path | None, calib: Path | None, **opts: Any) -> None:
             raise ConfigError("build needs a TensorRT target", "add --target trt-fp16 (or trt-fp32, trt-int8)")
         _execute(opts, "build", None)
         return
-    from lfcc_pipeline.calib.qdq import QuantSpec
-    from lfcc_pipeline.runtimes.trt_build import TRT_TARGETS, BuildRequest, build_target, default_engine_path
+    from lfcc_pipeline.core.targets import TRT_TARGETS
+    from lfcc_pipeline.runtimes.trt_build import BuildRequest, build_target, default_engine_path
 
     setup_logging(opts["debug"])
     targets = opts["targets"]
@@ -578,18 +578,9 @@ def build_cmd(onnx: Path | None, calib: Path | None, **opts: Any) -> None:
     cfg = config_from_options(
         {**opts, "targets": ()}
     ).validate()  # no run here: --bench-batch does not bound the profile
-    c = cfg.calib
     for target in targets:
-        meta = build_target(
-            BuildRequest(
-                onnx=onnx, target=target, engine=opts["out"] or default_engine_path(onnx, target), calib=calib,
-                min_batch=cfg.build.min_batch, opt_batch=cfg.build.opt_batch,
-                max_batch=cfg.build.resolved_max(cfg.bench.batch_size), workspace_mb=cfg.build.workspace_mb,
-                timing_cache=cfg.build.timing_cache,
-                spec=QuantSpec(method=c.method, percentile=c.percentile, batch_size=c.batch_size, tool=c.tool),
-            )
-        )  # fmt: skip
         engine = opts["out"] or default_engine_path(onnx, target)
+        meta = build_target(BuildRequest.from_config(cfg, onnx, target, engine, calib, cfg.build.timing_cache))
         click.echo(f"{engine}: TensorRT {meta['tensorrt']} {meta['precision']} engine for {meta['gpu']}, "
                    f"batch {meta['profile']['min'][0]}..{meta['profile']['max'][0]}, "
                    f"built in {meta['build_seconds']:.1f} s")  # fmt: skip
@@ -693,7 +684,8 @@ def doctor_cmd(as_json: bool, debug: bool) -> None:
     """
     import json
 
-    from lfcc_pipeline.pipeline.env import probe, target_status
+    from lfcc_pipeline.runtimes.probe import probe
+    from lfcc_pipeline.runtimes.targets import target_status
 
     env = probe()
     targets = target_status()

@@ -10,33 +10,14 @@ from pathlib import Path
 import numpy as np
 
 from lfcc_pipeline.core.errors import ArtifactError, DataError
-from lfcc_pipeline.data.preprocess import Preprocess
-
-PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
+from lfcc_pipeline.core.preprocess import Preprocess
+from lfcc_pipeline.runtimes.ort_providers import ort_providers
 
 
 @dataclass(frozen=True)
 class Prediction:
     image: str
     top: list[tuple[str, float]]  # (label, probability)
-
-
-def ort_providers(name: str) -> list[str]:
-    """ONNX Runtime provider list for --ort-provider (with CPU as the fallback), checked against this install."""
-    import onnxruntime as ort
-
-    from lfcc_pipeline.core.errors import ConfigError, TargetUnavailable
-
-    if name not in PROVIDERS:
-        raise ConfigError(f"unknown --ort-provider {name!r}", f"choose one of {', '.join(PROVIDERS)}")
-    wanted = PROVIDERS[name]
-    available = ort.get_available_providers()
-    if wanted not in available:
-        raise TargetUnavailable(
-            f"ONNX Runtime here has no {wanted} (available: {', '.join(available)})",
-            "install onnxruntime-gpu (CUDA) and TensorRT (tensorrt provider), or use --ort-provider cpu",
-        )
-    return [wanted] if wanted == "CPUExecutionProvider" else [wanted, "CPUExecutionProvider"]
 
 
 class BundleModel:

@@ -15,17 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from lfcc_pipeline.benchmark.drops import mark_drops
-from lfcc_pipeline.benchmark.report import write_report
-from lfcc_pipeline.benchmark.suite import Candidate, run_suite
+from lfcc_pipeline.benchmark.session import EVAL_BATCH, Reference, numpy_preprocess, run_benchmark
+from lfcc_pipeline.benchmark.suite import Candidate
 from lfcc_pipeline.core.config import BenchConfig
-from lfcc_pipeline.core.errors import ArtifactError, ConfigError, StageFailed, TargetUnavailable
-from lfcc_pipeline.data.preprocess import Preprocess
-from lfcc_pipeline.data.transforms import Normalization, to_float
-from lfcc_pipeline.pipeline.env import probe
+from lfcc_pipeline.core.errors import ArtifactError, ConfigError, TargetUnavailable
+from lfcc_pipeline.core.onnx_meta import preprocess_of, read_metadata
+from lfcc_pipeline.core.preprocess import Preprocess
+from lfcc_pipeline.data.transforms import Normalization
 
 _logger = logging.getLogger(__name__)
 
@@ -56,8 +54,6 @@ def describe_model(path: Path) -> ModelFile:
     if not path.is_file():
         raise ArtifactError(f"model file {path} does not exist", "pass an .onnx file or a TensorRT .engine")
     if path.suffix == ".onnx":
-        from lfcc_pipeline.models.onnx_export import read_metadata
-
         try:
             meta, kind, precision = read_metadata(path), "onnx", onnx_precision(path)
         except Exception as e:  # onnx raises DecodeError and friends for non-ONNX files
@@ -69,14 +65,9 @@ def describe_model(path: Path) -> ModelFile:
         meta, kind, precision = engine_meta.get("metadata", {}), "engine", engine_meta.get("precision", "unknown")
     else:
         raise ConfigError(f"cannot benchmark {path.name}", "pass .onnx files or TensorRT .engine files")
-    if "lfcc.preprocess" not in meta:
-        raise ArtifactError(
-            f"{path} carries no preprocessing metadata (not made by lfcc-pipeline, or its .json is missing)",
-            "benchmark files from a run directory (export/, calib/, engines/) or a bundle",
-        )
     return ModelFile(
         path=path, kind=kind, role=meta.get("lfcc.role", "student"), name=meta.get("lfcc.model", path.stem),
-        precision=precision, preprocess=Preprocess.from_dict(json.loads(meta["lfcc.preprocess"])),
+        precision=precision, preprocess=preprocess_of(meta, path),
         labels=json.loads(meta.get("lfcc.labels", "[]")),
         params=int(meta["lfcc.params"]) if "lfcc.params" in meta else None,
     )  # fmt: skip
@@ -99,7 +90,7 @@ def bench_files(
     from lfcc_pipeline.data.loader import Batches
     from lfcc_pipeline.data.sources import load_dataset
     from lfcc_pipeline.data.specs import parse_data_spec
-    from lfcc_pipeline.predict import ort_providers
+    from lfcc_pipeline.runtimes.ort_providers import ort_providers
 
     models = [describe_model(p) for p in paths]
     engines = [m.path.name for m in models if m.kind == "engine"]
@@ -120,37 +111,32 @@ def bench_files(
     if labels and len(ds.classes) != len(next(iter(labels))):
         raise ConfigError(f"the models predict {len(next(iter(labels)))} classes, {data_spec} has {ds.num_classes}",
                           "benchmark on the dataset the models were trained for")  # fmt: skip
-    split = ds.test
-    if cfg.max_images is not None and cfg.max_images < len(split):
-        split = split.subset(np.arange(cfg.max_images))
-    test = Batches(split, 64, train=False, img_size=size)
-
-    def data():
-        for x, y in test:
-            yield to_float(x, size), y
-
     providers = ort_providers(provider) if any(m.kind == "onnx" for m in models) else []
     cands = []
     for m in models:
-        norm = Normalization(m.preprocess.mean, m.preprocess.std)
-        target = f"{'trt' if m.kind == 'engine' else 'ort'}-{m.precision}"
+        runtime = "trt" if m.kind == "engine" else "ort"
         cands.append(Candidate(
-            m.role, m.name, target, "trt" if m.kind == "engine" else "ort", m.precision,
+            m.role, m.name, f"{runtime}-{m.precision}", runtime, m.precision,
             _runner_factory(m, providers, cfg.threads, cuda_graph),
-            lambda raw, n=norm: n(raw).numpy().astype(np.float32, copy=False),
+            numpy_preprocess(Normalization(m.preprocess.mean, m.preprocess.std)),
             m.path.stat().st_size / 1e6, (m.params or 0) / 1e6, note=m.path.name,
         ))  # fmt: skip
-    reference, reference_name = _teacher_reference(models, cands, data)
-    rows = run_suite(cands, data, len(test), reference, cfg)
-    if all(r.get("error") for r in rows):
-        first = rows[0]["error"]
-        raise StageFailed(f"no model could be measured ({rows[0]['target']}: {first})",
-                          "the warnings above give each model's error")  # fmt: skip
-    mark_drops(rows, None)  # against an FP32 file of the same role, where one was given
-    info = {"spec": ds.name, "split": "test", "images": len(split), "img_size": size,
-            "classes": ds.num_classes, "throughput_batch": cfg.batch_size, "ort_providers": providers,
-            "agreement_reference": reference_name}  # fmt: skip
-    write_report(out_dir, rows, probe(), info)
+
+    def reference_of(data) -> Reference:
+        logits, name = _teacher_reference(models, cands, data)
+        return Reference(logits, {"agreement_reference": name})
+
+    rows, _ = run_benchmark(
+        cands,
+        ds,
+        size,
+        lambda split: Batches(split, EVAL_BATCH, train=False, img_size=size),
+        reference_of,
+        cfg,
+        out_dir,
+        info={"ort_providers": providers},
+        need_a_row=True,
+    )  # against an FP32 file of the same role, where one was given
     return rows
 
 

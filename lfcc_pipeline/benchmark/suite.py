@@ -17,9 +17,9 @@ from lfcc_pipeline.benchmark.measure import end_to_end, latency, throughput
 from lfcc_pipeline.benchmark.report import add_speedups
 from lfcc_pipeline.core.config import BenchConfig
 from lfcc_pipeline.core.errors import LfccError
+from lfcc_pipeline.core.metrics import agreement, topk_accuracy
 from lfcc_pipeline.core.progress import progress
 from lfcc_pipeline.runtimes.base import Runner
-from lfcc_pipeline.training.evaluate import agreement, topk_accuracy
 
 _logger = logging.getLogger(__name__)
 

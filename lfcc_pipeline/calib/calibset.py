@@ -24,7 +24,7 @@ import torch
 
 from lfcc_pipeline.core.atomic import write_with
 from lfcc_pipeline.core.errors import ConfigError, DataError
-from lfcc_pipeline.data.preprocess import Preprocess
+from lfcc_pipeline.core.preprocess import Preprocess
 from lfcc_pipeline.data.transforms import Normalization, to_float
 
 FORMAT = 1

@@ -13,6 +13,7 @@ import numpy as np
 
 from lfcc_pipeline.core.atomic import write_with
 from lfcc_pipeline.core.errors import ArtifactError
+from lfcc_pipeline.core.onnx_meta import metadata, set_metadata  # noqa: F401  (the producers' metadata helpers)
 
 _logger = logging.getLogger(__name__)
 STANDARD_DOMAINS = ("", "ai.onnx")
@@ -115,19 +116,6 @@ def strip_unused_opsets(model):
 
 def opset(model) -> int:
     return max((o.version for o in model.opset_import if (o.domain or "") in STANDARD_DOMAINS), default=0)
-
-
-def metadata(model) -> dict[str, str]:
-    return {p.key: p.value for p in model.metadata_props}
-
-
-def set_metadata(model, values: dict[str, str]) -> None:
-    current = metadata(model)
-    current.update(values)
-    del model.metadata_props[:]
-    for key, value in current.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
 
 
 def session(path_or_bytes, threads: int | None = None):

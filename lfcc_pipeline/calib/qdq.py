@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from lfcc_pipeline.calib import graph
+from lfcc_pipeline.core.config import CalibConfig
 from lfcc_pipeline.core.errors import ConfigError, tool_failures
 from lfcc_pipeline.core.progress import progress
 
@@ -43,6 +44,11 @@ class QuantSpec:
     percentile: float = 99.99
     batch_size: int = 32
     tool: str = "auto"  # TensorRT flavour and FP16: auto (ModelOpt where installed) | modelopt | ort
+
+    @classmethod
+    def from_config(cls, c: CalibConfig) -> QuantSpec:
+        """The spec the --calib-* options state (the one place a run's spec is made)."""
+        return cls(method=c.method, percentile=c.percentile, batch_size=c.batch_size, tool=c.tool)
 
 
 @dataclass

@@ -9,14 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from lfcc_pipeline.core.errors import ConfigError
+from lfcc_pipeline.core.targets import TARGETS  # the target table lives in core/targets.py
 
-TARGETS = ("torch", "ort-fp32", "ort-fp16", "ort-int8", "trt-fp32", "trt-fp16", "trt-int8")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("cosine", "step")
 EXPORTERS = ("torchscript", "dynamo")
-CALIB_TARGETS = ("ort-int8", "ort-fp16", "trt-int8", "trt-fp16")  # targets that need the calibrate stage
 CALIB_METHODS = ("max", "entropy", "percentile")
 CALIB_TOOLS = ("auto", "modelopt", "ort")
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from lfcc_pipeline.core.config import RunConfig
 from lfcc_pipeline.core.errors import ModelError
 from lfcc_pipeline.data.transforms import Normalization
 from lfcc_pipeline.models.registry import ModelEntry, resolve
@@ -53,6 +54,11 @@ def default_img_size(name: str) -> int:
     cfg = timm.get_pretrained_cfg(entry.timm_name)
     size = cfg.input_size if cfg is not None else (3, 224, 224)
     return int(size[-1])
+
+
+def run_img_size(cfg: RunConfig) -> int:
+    """The run's image size: --img-size, else the teacher's pretrained input size."""
+    return cfg.models.img_size or default_img_size(cfg.models.teacher)
 
 
 def _instantiate(entry: ModelEntry, num_classes: int, img_size: int, pretrained: bool) -> tuple[nn.Module, bool]:

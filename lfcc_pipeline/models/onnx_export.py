@@ -11,6 +11,7 @@ from torch import nn
 
 from lfcc_pipeline.core.atomic import atomic_path
 from lfcc_pipeline.core.errors import StageFailed, tool_failures
+from lfcc_pipeline.core.onnx_meta import set_metadata
 
 _logger = logging.getLogger(__name__)
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
@@ -62,19 +63,9 @@ def export_onnx(
                     dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
                 )
         proto = onnx.load(str(tmp))
-        for key, value in (metadata or {}).items():
-            entry = proto.metadata_props.add()
-            entry.key, entry.value = key, value
+        set_metadata(proto, metadata or {})
         try:
             onnx.checker.check_model(proto, full_check=True)
         except onnx.checker.ValidationError as e:
             raise StageFailed(f"exported ONNX graph fails onnx.checker: {str(e).splitlines()[0][:200]}") from e
         onnx.save(proto, str(tmp))
-
-
-def read_metadata(path: Path) -> dict[str, str]:
-    """metadata_props of an ONNX file, without loading the weights."""
-    import onnx
-
-    proto = onnx.load(str(path), load_external_data=False)
-    return {p.key: p.value for p in proto.metadata_props}

@@ -11,11 +11,11 @@ from pathlib import Path
 from lfcc_pipeline.core.atomic import remove_stale_temporaries
 from lfcc_pipeline.core.config import RunConfig
 from lfcc_pipeline.core.distributed import barrier, broadcast, current, init_from_env, shutdown
-from lfcc_pipeline.core.errors import ArtifactError, ConfigError, LfccError, TargetUnavailable
+from lfcc_pipeline.core.errors import ArtifactError, ConfigError, LfccError
 from lfcc_pipeline.core.lock import run_lock
+from lfcc_pipeline.core.stage import StageContext
 from lfcc_pipeline.pipeline.env import resolve_device
 from lfcc_pipeline.pipeline.manifest import Manifest, fingerprint
-from lfcc_pipeline.pipeline.stage import StageContext
 
 _logger = logging.getLogger(__name__)
 
@@ -36,57 +36,21 @@ class RunReport:
 
 
 def preflight(cfg: RunConfig, last: str | None = None) -> None:
-    """Everything that can be checked before any training: options, targets, names, data, sizes.
+    """Everything that can be checked before any training: the options, then each stage's own check
+    (names, data, sizes, targets), in stage order.
 
-    Targets must be runnable here only when a stage that runs them (build, bench) is reached before
-    `last`: `--stop-after calibrate` prepares TensorRT inputs on a machine without TensorRT."""
-    from lfcc_pipeline.methods import get_method
-    from lfcc_pipeline.models.registry import resolve
-    from lfcc_pipeline.runtimes.targets import unavailable_reason
-    from lfcc_pipeline.stages import ORDER, common
+    A stage marked check_unless_reached=False (build, bench: the targets must run here) is checked
+    only when the run reaches it: `--stop-after calibrate` prepares TensorRT inputs on a machine
+    without TensorRT."""
+    from lfcc_pipeline.pipeline.registry import ORDER
 
     cfg.validate()
     resolve_device(cfg.device)
     names = [s.name for s in ORDER]
     reached = names[: names.index(last) + 1] if last in names else names
-    targets = cfg.bench.targets if {"build", "bench"} & set(reached) else []
-    for t in targets:
-        reason = unavailable_reason(t)
-        if reason:
-            raise TargetUnavailable(reason)
-    if any(t.startswith("ort") for t in targets):
-        from lfcc_pipeline.predict import ort_providers
-
-        ort_providers(cfg.bench.ort_provider)
-    get_method(cfg.distill.method)
-    resolve(cfg.models.teacher)
-    resolve(cfg.models.student)
-    if cfg.models.teacher_weights is not None and not Path(cfg.models.teacher_weights).is_file():
-        raise ConfigError(f"--teacher-weights {cfg.models.teacher_weights} does not exist", "check the path")
-    ds = common.dataset(cfg)
-    if cfg.train.batch_size > len(ds.train):
-        raise ConfigError(
-            f"--batch-size {cfg.train.batch_size} exceeds the {len(ds.train)} training images", "lower --batch-size"
-        )
-    _check_sizes(cfg, ds.num_classes)
-
-
-def _check_sizes(cfg: RunConfig, num_classes: int) -> None:
-    """Build both architectures and the method once (no weights) so that a bad --img-size or
-    method option (e.g. a tap index out of range) fails before any training."""
-    from lfcc_pipeline.methods import get_method
-    from lfcc_pipeline.models.factory import create_model
-    from lfcc_pipeline.stages import common
-
-    size = common.img_size(cfg)
-    teacher, _ = create_model(cfg.models.teacher, num_classes, size)
-    student, _ = create_model(cfg.models.student, num_classes, size)
-    get_method(cfg.distill.method)(student, teacher, cfg.distill)
-    if cfg.models.teacher_weights is not None:  # unreadable, unsafe or foreign weights fail here, not mid-run
-        from lfcc_pipeline.models.weights import apply_state_dict, read_state_dict
-
-        path = cfg.models.teacher_weights
-        apply_state_dict(teacher, read_state_dict(path), f"--teacher-weights {path}")
+    for stage in ORDER:
+        if stage.check_unless_reached or stage.name in reached:
+            stage.check(cfg)
 
 
 def run_pipeline(
@@ -99,7 +63,7 @@ def run_pipeline(
     on rank 0 alone while the rest wait. `rebuild=False` (--no-rebuild): an artifact that changed
     since it was written is an error instead of a reason to rerun its stage.
     """
-    from lfcc_pipeline.stages import BY_NAME, ORDER
+    from lfcc_pipeline.pipeline.registry import BY_NAME, ORDER
 
     last = until or stop_after
     if last is not None and last not in BY_NAME:

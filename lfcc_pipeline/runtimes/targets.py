@@ -1,41 +1,15 @@
-"""Deployment targets: which runtime and precision each names, and whether it can run here."""
+"""Whether a deployment target (core/targets.py) can run on this machine, and what it needs here."""
 
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass
 
 import torch
 
-from lfcc_pipeline.core.config import TARGETS
-from lfcc_pipeline.core.errors import ConfigError
-
-
-@dataclass(frozen=True)
-class Target:
-    name: str
-    runtime: str  # torch | ort | trt
-    precision: str  # fp32 | fp16 | int8
-
-
-def parse_target(name: str) -> Target:
-    if name not in TARGETS:
-        raise ConfigError(f"unknown --target {name!r}", f"choose from {', '.join(TARGETS)}")
-    if name == "torch":
-        return Target(name, "torch", "fp32")
-    runtime, precision = name.split("-")
-    return Target(name, runtime, precision)
-
-
-def tensorrt_version() -> str | None:
-    if importlib.util.find_spec("tensorrt") is None:
-        return None
-    try:
-        import tensorrt
-
-        return str(tensorrt.__version__)
-    except Exception:  # a broken install (missing libnvinfer) counts as absent
-        return None
+from lfcc_pipeline.core.errors import TargetUnavailable
+from lfcc_pipeline.core.targets import TARGETS, parse_target
+from lfcc_pipeline.runtimes.ort_providers import ort_providers
+from lfcc_pipeline.runtimes.trt_install import tensorrt_version
 
 
 def unavailable_reason(name: str) -> str | None:
@@ -56,3 +30,18 @@ def unavailable_reason(name: str) -> str | None:
                 "build the engine on the target device (lfcc-pipeline build --onnx ... there)"
             )
     return None
+
+
+def target_status() -> dict[str, str | None]:
+    """target -> None if it runs here, else the reason it cannot."""
+    return {t: unavailable_reason(t) for t in TARGETS}
+
+
+def check_runnable(targets, ort_provider: str) -> None:
+    """TargetUnavailable for the first of `targets` that cannot run here, or a missing ONNX Runtime provider."""
+    for t in targets:
+        reason = unavailable_reason(t)
+        if reason:
+            raise TargetUnavailable(reason)
+    if any(parse_target(t).runtime == "ort" for t in targets):
+        ort_providers(ort_provider)

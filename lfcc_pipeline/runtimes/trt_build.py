@@ -10,19 +10,24 @@ FP16 or Q/DQ model is made on the fly with the calibration library and discarded
 
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lfcc_pipeline.calib.qdq import QuantSpec
+from lfcc_pipeline.calib import checks, graph
+from lfcc_pipeline.calib.calibset import load_calibset, model_inputs
+from lfcc_pipeline.calib.fp16 import convert_fp16
+from lfcc_pipeline.calib.qdq import QuantSpec, quantize_int8
+from lfcc_pipeline.core.config import RunConfig
 from lfcc_pipeline.core.errors import ArtifactError, ConfigError
+from lfcc_pipeline.core.onnx_meta import metadata, preprocess_of
+from lfcc_pipeline.core.targets import TRT_TARGETS, parse_target
+from lfcc_pipeline.runtimes import trt_engine
 from lfcc_pipeline.runtimes.trt_plan import BuildPlan, input_profile, plan_build
 
 _logger = logging.getLogger(__name__)
-TRT_TARGETS = ("trt-fp32", "trt-fp16", "trt-int8")
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,16 @@ class BuildRequest:
     timing_cache: Path | None = None
     spec: QuantSpec = field(default_factory=QuantSpec)  # calibration settings for an on-the-fly Q/DQ model
 
+    @classmethod
+    def from_config(
+        cls, cfg: RunConfig, onnx: Path, target: str, engine: Path, calib: Path | None, timing_cache: Path | None
+    ) -> BuildRequest:
+        """The request the --*-batch, --workspace-mb and --calib-* options state (the one place it is made)."""
+        b = cfg.build
+        return cls(onnx=onnx, target=target, engine=engine, calib=calib, spec=QuantSpec.from_config(cfg.calib),
+                   min_batch=b.min_batch, opt_batch=b.opt_batch, max_batch=b.resolved_max(cfg.bench.batch_size),
+                   workspace_mb=b.workspace_mb, timing_cache=timing_cache)  # fmt: skip
+
 
 def default_engine_path(onnx: Path, target: str) -> Path:
     """Beside the ONNX: export/student.onnx or calib/student.int8.trt.onnx -> student.<target>.engine."""
@@ -46,8 +61,6 @@ def default_engine_path(onnx: Path, target: str) -> Path:
 
 def onnx_kind(model) -> str:
     """fp32 | fp16 | qdq (TensorRT-flavour Q/DQ) | int8-cpu (ONNX Runtime's integer kernels, not for TensorRT)."""
-    from lfcc_pipeline.calib import checks, graph
-
     kind = graph.precision(model)
     if kind != "int8":
         return kind
@@ -60,8 +73,6 @@ KIND_WORDS = {"fp32": "an FP32 model", "fp16": "an FP16 model", "qdq": "an INT8 
 
 
 def _load(path: Path):
-    from lfcc_pipeline.calib import graph
-
     if not path.is_file():
         raise ArtifactError(f"ONNX file {path} does not exist", "pass the student.onnx that export wrote")
     try:
@@ -76,8 +87,6 @@ def source_plan(plan: BuildPlan, kind: str, req: BuildRequest, trt_version: str)
     """How to get the ONNX the plan needs from `kind`: "as-is", "to-fp16" or "to-qdq" (ConfigError if impossible)."""
     given = f"{req.onnx.name} is {KIND_WORDS[kind]}"
     if kind == "int8-cpu":
-        from lfcc_pipeline.calib import checks
-
         problems = checks.trt_qdq_problems(_load(req.onnx))[:2] or ["it uses ONNX Runtime's integer operators"]
         raise ConfigError(f"{given}, not what TensorRT takes: {'; '.join(problems)}",
                           "pass calib/<model>.int8.trt.onnx, or the FP32 ONNX with --calib calib.npz")  # fmt: skip
@@ -99,16 +108,8 @@ def source_plan(plan: BuildPlan, kind: str, req: BuildRequest, trt_version: str)
 
 
 def _calibration_inputs(req: BuildRequest, model):
-    from lfcc_pipeline.calib import graph
-    from lfcc_pipeline.calib.calibset import load_calibset, model_inputs
-    from lfcc_pipeline.data.preprocess import Preprocess
-
     cs = load_calibset(req.calib)
-    meta = graph.metadata(model)
-    try:
-        pre = Preprocess.from_dict(json.loads(meta["lfcc.preprocess"]))
-    except (KeyError, TypeError, ValueError):  # not made by lfcc-pipeline: the set's own normalisation
-        pre = None
+    pre = preprocess_of(metadata(model), req.onnx, required=False)  # None: not ours; the set's own normalisation
     _, dims = graph.input_info(model)
     return model_inputs(cs, pre, dims, model_name=req.onnx.name, origin=str(req.calib))
 
@@ -118,16 +119,13 @@ def build_target(req: BuildRequest) -> dict[str, Any]:
 
     Checks the inputs and that TensorRT is importable before any conversion work; raises one-line
     LfccErrors (TensorRT missing, wrong ONNX for the target, profile outside the input's range)."""
-    from lfcc_pipeline.calib import checks, graph
-    from lfcc_pipeline.runtimes import trt_engine
-
     if req.target not in TRT_TARGETS:
         raise ConfigError(f"build makes TensorRT engines, not --target {req.target}", f"use {', '.join(TRT_TARGETS)}")
     model = _load(req.onnx)
     input_name, dims = graph.input_info(model)
     profile = input_profile(list(dims), req.min_batch, req.opt_batch, req.max_batch)
     trt = trt_engine.import_tensorrt()
-    plan = plan_build(trt.__version__, req.target.split("-")[1])
+    plan = plan_build(trt.__version__, parse_target(req.target).precision)
     how = source_plan(plan, onnx_kind(model), req, trt.__version__)
     extra: dict[str, Any] = {"target": req.target}
     with tempfile.TemporaryDirectory(prefix="lfcc-build-") as tmp:
@@ -137,12 +135,8 @@ def build_target(req: BuildRequest) -> dict[str, Any]:
             src = Path(tmp) / f"{req.onnx.stem}.{how[3:]}.onnx"
             label = req.onnx.name
             if how == "to-fp16":
-                from lfcc_pipeline.calib.fp16 import convert_fp16
-
                 produced = convert_fp16(req.onnx, src, data, req.spec, label)
             else:
-                from lfcc_pipeline.calib.qdq import quantize_int8
-
                 produced = quantize_int8(req.onnx, src, data, req.spec, "trt", label)
                 checks.verify_produced(produced, label)
             extra["converted"] = f"{how[3:]} made from {req.onnx.name} with {produced.tool} on {req.calib}"

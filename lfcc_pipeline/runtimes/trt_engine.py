@@ -96,7 +96,7 @@ def _flags(enum, names: tuple[str, ...]) -> int:
 
 
 def _onnx_metadata(onnx_path: Path) -> dict[str, str]:
-    from lfcc_pipeline.models.onnx_export import read_metadata
+    from lfcc_pipeline.core.onnx_meta import read_metadata
 
     return {k: v for k, v in read_metadata(onnx_path).items() if k.startswith("lfcc.")}
 

@@ -4,142 +4,112 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Iterator
 
-import numpy as np
 import torch
 
-from lfcc_pipeline.benchmark.drops import mark_drops
-from lfcc_pipeline.benchmark.report import write_report
-from lfcc_pipeline.benchmark.suite import Candidate, run_suite
+from lfcc_pipeline.benchmark.session import EVAL_BATCH, Reference, numpy_preprocess, run_benchmark
+from lfcc_pipeline.benchmark.suite import Candidate
+from lfcc_pipeline.core import layout
 from lfcc_pipeline.core.config import RunConfig, as_dict
 from lfcc_pipeline.core.errors import StageFailed
-from lfcc_pipeline.data.transforms import Normalization, to_float
-from lfcc_pipeline.models.factory import count_params, normalization
+from lfcc_pipeline.core.metrics import topk_accuracy
+from lfcc_pipeline.core.stage import Stage, StageContext, StageResult
+from lfcc_pipeline.core.targets import parse_target
+from lfcc_pipeline.data.run_data import batches, dataset
+from lfcc_pipeline.models.factory import count_params, normalization, run_img_size
 from lfcc_pipeline.models.weights import load_model
-from lfcc_pipeline.pipeline.env import probe
-from lfcc_pipeline.pipeline.stage import Stage, StageContext, StageResult
-from lfcc_pipeline.predict import ort_providers
+from lfcc_pipeline.runtimes.ort_providers import ort_providers
 from lfcc_pipeline.runtimes.ort_runner import OrtRunner
-from lfcc_pipeline.runtimes.targets import parse_target
+from lfcc_pipeline.runtimes.targets import check_runnable
 from lfcc_pipeline.runtimes.torch_runner import TorchRunner
 from lfcc_pipeline.runtimes.trt_runner import TrtRunner
-from lfcc_pipeline.stages import build, calibrate, common
-from lfcc_pipeline.training.evaluate import topk_accuracy
 
 _logger = logging.getLogger(__name__)
-REPORT_JSON, REPORT_MD, REPORT_PNG = "bench/report.json", "bench/report.md", "bench/report.png"
-EVAL_BATCH = 64
 TRT_QDQ_TARGET = "trt-int8 (qdq via ort)"  # the TensorRT-flavour Q/DQ model run by ONNX Runtime: accuracy only
-CALIB_FLAVOUR = {"ort-int8": "int8.cpu", "ort-fp16": "fp16"}
 
 
 def config_slice(cfg: RunConfig) -> dict:
     return {
         "bench": as_dict(cfg.bench),
-        "data": common.dataset(cfg).fingerprint,
+        "data": dataset(cfg).fingerprint,
         "device": cfg.device,
         "calib": [cfg.calib.teacher, cfg.calib.max_int8_drop, cfg.calib.strict],
     }
-
-
-def _numpy_preprocess(norm: Normalization):
-    return lambda raw: norm(raw).numpy().astype(np.float32, copy=False)
 
 
 def _mb(path) -> float:
     return path.stat().st_size / 1e6
 
 
+def _runner(cfg: RunConfig, ctx: StageContext, role: str, name: str, model, weights, providers):
+    """(runner factory, file size in MB) of `role` on target `name`, or None where the run made no such model."""
+    t = parse_target(name)
+    if t.runtime == "torch":
+        return functools.partial(TorchRunner, model, ctx.device), _mb(weights)
+    if t.needs_calibrate and t.runtime == "ort" and role not in layout.calib_roles(cfg):
+        return None  # --no-calib-teacher: no reduced-precision teacher to measure
+    if t.runtime == "trt":
+        if (role, name) not in layout.engine_builds(cfg):
+            return None  # --no-calib-teacher: no INT8 teacher engine
+        engine = layout.require(ctx.run_dir, layout.engine(role, name), "build")
+        return functools.partial(TrtRunner, engine), _mb(engine)
+    if t.needs_calibrate:
+        onnx_path = layout.require(ctx.run_dir, layout.calib_model(role, t.calib_flavour), "calibrate")
+    else:
+        onnx_path = layout.require(ctx.run_dir, layout.onnx(role), "export")
+    return functools.partial(OrtRunner, onnx_path, t.precision, providers, threads=cfg.bench.threads), _mb(onnx_path)
+
+
 def _candidates(cfg: RunConfig, ctx: StageContext) -> tuple[list[Candidate], dict[str, tuple]]:
     """The (model, target) candidates, and each role's FP32 PyTorch model with its normalisation."""
     cands, models = [], {}
     providers = ort_providers(cfg.bench.ort_provider) if any(t.startswith("ort") for t in cfg.bench.targets) else []
-    for role, weights_rel, onnx_rel in (
-        ("teacher", common.TEACHER_WEIGHTS, common.TEACHER_ONNX),
-        ("student", common.STUDENT_WEIGHTS, common.STUDENT_ONNX),
-    ):
-        weights = common.require(ctx.run_dir, weights_rel, role)
+    for role in layout.ROLES:
+        weights = layout.require(ctx.run_dir, layout.weights(role), role)
         model, recipe = load_model(weights)
         norm = normalization(model)
         params = count_params(model) / 1e6
         for name in cfg.bench.targets:
-            t = parse_target(name)
-            if name in CALIB_FLAVOUR and role not in calibrate.roles(cfg):
-                continue  # --no-calib-teacher: no reduced-precision teacher to measure
-            if t.runtime == "torch":
-                make = functools.partial(TorchRunner, model, ctx.device)
-                size = _mb(weights)
-            elif t.runtime == "trt":
-                if (role, name) not in build.builds(cfg):
-                    continue  # --no-calib-teacher: no INT8 teacher engine
-                engine = common.require(ctx.run_dir, build.engine_rel(role, name), "build")
-                make = functools.partial(TrtRunner, engine)
-                size = _mb(engine)
-            else:
-                rel, stage = (
-                    (calibrate.model_rel(role, CALIB_FLAVOUR[name]), "calibrate")
-                    if name in CALIB_FLAVOUR
-                    else (onnx_rel, "export")
-                )
-                onnx_path = common.require(ctx.run_dir, rel, stage)
-                make = functools.partial(OrtRunner, onnx_path, t.precision, providers, threads=cfg.bench.threads)
-                size = _mb(onnx_path)
-            cands.append(
-                Candidate(role, recipe.name, name, t.runtime, t.precision, make, _numpy_preprocess(norm), size, params)
-            )
+            made = _runner(cfg, ctx, role, name, model, weights, providers)
+            if made is not None:
+                t = parse_target(name)
+                cands.append(Candidate(role, recipe.name, name, t.runtime, t.precision, made[0],
+                                       numpy_preprocess(norm), made[1], params))  # fmt: skip
         if role == "student" and any(parse_target(n).precision == "int8" for n in cfg.bench.targets):
-            qdq = common.require(ctx.run_dir, calibrate.model_rel(role, "int8.trt"), "calibrate")
+            qdq = layout.require(ctx.run_dir, layout.calib_model(role, "int8.trt"), "calibrate")
             make = functools.partial(OrtRunner, qdq, "int8", providers, threads=cfg.bench.threads)
             note = "accuracy preview"
             cands.append(
-                Candidate(role, recipe.name, TRT_QDQ_TARGET, "ort", "int8", make, _numpy_preprocess(norm), _mb(qdq),
+                Candidate(role, recipe.name, TRT_QDQ_TARGET, "ort", "int8", make, numpy_preprocess(norm), _mb(qdq),
                           params, note=note, accuracy_only=True)
             )  # fmt: skip
         models[role] = (model, norm)
     return cands, models
 
 
-def _fp32_top1(models: dict, data, reference: torch.Tensor, ctx: StageContext) -> dict[str, float]:
-    """Top-1 of the FP32 PyTorch teacher (from the reference logits) and student on the bench images."""
-    labels = torch.cat([y for _, y in data()])
-    student, norm = models["student"]
-    runner = TorchRunner(student, ctx.device)
-    logits = torch.cat([torch.from_numpy(runner(norm(raw).numpy())) for raw, _ in data()])
-    return {"teacher": topk_accuracy(reference, labels, 1), "student": topk_accuracy(logits, labels, 1)}
+def _logits(model, norm, device, data) -> torch.Tensor:
+    runner = TorchRunner(model, device)
+    return torch.cat([torch.from_numpy(runner(norm(raw).numpy())) for raw, _ in data()])
 
 
 def run(cfg: RunConfig, ctx: StageContext) -> StageResult:
-    ds = common.dataset(cfg)
-    size = common.img_size(cfg)
-    split = ds.test
-    if cfg.bench.max_images is not None and cfg.bench.max_images < len(split):
-        split = split.subset(np.arange(cfg.bench.max_images))
-    test = common.batches(cfg, split, train=False, batch_size=EVAL_BATCH)
-
-    def data() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for x, y in test:
-            yield to_float(x, size), y
-
+    ds = dataset(cfg)
+    size = run_img_size(cfg)
     if cfg.bench.threads:
         torch.set_num_threads(cfg.bench.threads)
     cands, models = _candidates(cfg, ctx)
-    teacher, teacher_norm = models["teacher"]
-    ref_runner = TorchRunner(teacher, ctx.device)
-    reference = torch.cat([torch.from_numpy(ref_runner(teacher_norm(raw).numpy())) for raw, _ in data()])
-    rows = run_suite(cands, data, len(test), reference, cfg.bench)
-    over = mark_drops(rows, cfg.calib.max_int8_drop, lambda: _fp32_top1(models, data, reference, ctx))
-    info = {
-        "spec": ds.name,
-        "split": "test",
-        "images": len(split),
-        "img_size": size,
-        "classes": ds.num_classes,
-        "throughput_batch": cfg.bench.batch_size,
-    }
-    if any("top1_drop" in r for r in rows):
-        info["max_int8_drop"] = cfg.calib.max_int8_drop
-    write_report(ctx.path("bench"), rows, probe(), info)
+
+    def fp32_top1(data, reference) -> dict[str, float]:
+        """Top-1 of the FP32 PyTorch teacher (from the reference logits) and student on the bench images."""
+        labels = torch.cat([y for _, y in data()])
+        student = _logits(*models["student"], ctx.device, data)
+        return {"teacher": topk_accuracy(reference, labels, 1), "student": topk_accuracy(student, labels, 1)}
+
+    rows, over = run_benchmark(
+        cands, ds, size, lambda split: batches(cfg, split, train=False, img_size=size, batch_size=EVAL_BATCH),
+        lambda data: Reference(_logits(*models["teacher"], ctx.device, data)), cfg.bench, ctx.path("bench"),
+        max_drop=cfg.calib.max_int8_drop, fp32_top1=fp32_top1,
+    )  # fmt: skip
     for line in over:
         if cfg.calib.strict:
             raise StageFailed(line, "the report marks the row; try another --calib-method or a larger --calib-size")
@@ -150,8 +120,15 @@ def run(cfg: RunConfig, ctx: StageContext) -> StageResult:
             best.setdefault(r["model"], r)
     summary = ", ".join(f"{m} top-1 {r['top1']:.2f}%" for m, r in best.items())
     return StageResult(
-        outputs=[REPORT_JSON, REPORT_MD, REPORT_PNG], metrics={"rows": len(rows)}, summary=f"bench: {summary}"
+        outputs=[layout.REPORT_JSON, layout.REPORT_MD, layout.REPORT_PNG],
+        metrics={"rows": len(rows)},
+        summary=f"bench: {summary}",
     )
+
+
+def check(cfg: RunConfig) -> None:
+    """Every target must run here once a run reaches bench (TargetUnavailable otherwise)."""
+    check_runnable(cfg.bench.targets, cfg.bench.ort_provider)
 
 
 STAGE = Stage(
@@ -159,5 +136,6 @@ STAGE = Stage(
     ("teacher", "distill", "export", "calibrate", "build"),
     run,
     config_slice,
-    help="measure accuracy and latency of teacher and student on every target",
+    check=check,
+    check_unless_reached=False,
 )

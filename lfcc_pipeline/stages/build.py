@@ -8,37 +8,20 @@ reused and updated by every build, so rebuilding after a change is quick.
 
 from __future__ import annotations
 
+from lfcc_pipeline.core import layout
 from lfcc_pipeline.core.config import RunConfig, as_dict
 from lfcc_pipeline.core.errors import ConfigError
-from lfcc_pipeline.pipeline.stage import Stage, StageContext, StageResult
-from lfcc_pipeline.runtimes.targets import tensorrt_version
-from lfcc_pipeline.runtimes.trt_build import TRT_TARGETS, BuildRequest, build_target
+from lfcc_pipeline.core.layout import engine_builds
+from lfcc_pipeline.core.stage import Stage, StageContext, StageResult
+from lfcc_pipeline.core.targets import parse_target
+from lfcc_pipeline.runtimes.targets import check_runnable
+from lfcc_pipeline.runtimes.trt_build import BuildRequest, build_target
+from lfcc_pipeline.runtimes.trt_install import tensorrt_version
 from lfcc_pipeline.runtimes.trt_plan import plan_build
-from lfcc_pipeline.stages import calibrate, common
-
-TIMING_CACHE = "engines/timing.cache"
-
-
-def engine_rel(role: str, target: str) -> str:
-    return f"engines/{role}.{target}.engine"
-
-
-def targets(cfg: RunConfig) -> list[str]:
-    return [t for t in cfg.bench.targets if t in TRT_TARGETS]
 
 
 def needed(cfg: RunConfig) -> bool:
-    return bool(targets(cfg))
-
-
-def builds(cfg: RunConfig) -> list[tuple[str, str]]:
-    """(role, target) pairs to build: both roles, except INT8 teachers under --no-calib-teacher."""
-    return [
-        (role, target)
-        for role in ("teacher", "student")
-        for target in targets(cfg)
-        if target != "trt-int8" or role in calibrate.roles(cfg)
-    ]
+    return bool(layout.trt_targets(cfg))
 
 
 def machine() -> dict:
@@ -54,51 +37,44 @@ def config_slice(cfg: RunConfig) -> dict:
     b = as_dict(cfg.build)
     b.pop("timing_cache")  # a cache makes builds faster, not different
     b["max_batch"] = cfg.build.resolved_max(cfg.bench.batch_size)
-    return {"build": b, "builds": builds(cfg), "machine": machine() if needed(cfg) else None}
+    return {"build": b, "builds": engine_builds(cfg), "machine": machine() if needed(cfg) else None}
 
 
 def _source(cfg: RunConfig, ctx: StageContext, role: str, target: str, trt_version: str):
     """(ONNX to build from, calib.npz or None): calibrate's model where the plan needs FP16 or Q/DQ and
     this run calibrated the role; else the FP32 export (converted on the fly from calib.npz if needed)."""
-    kind = plan_build(trt_version, target.split("-")[1]).onnx_kind
-    fp32 = common.require(ctx.run_dir, common.TEACHER_ONNX if role == "teacher" else common.STUDENT_ONNX, "export")
+    kind = plan_build(trt_version, parse_target(target).precision).onnx_kind
+    fp32 = layout.require(ctx.run_dir, layout.onnx(role), "export")
     if kind == "fp32":
         return fp32, None
-    if role in calibrate.roles(cfg):
+    if role in layout.calib_roles(cfg):
         flavour = "int8.trt" if kind == "qdq" else "fp16"
-        return common.require(ctx.run_dir, calibrate.model_rel(role, flavour), "calibrate"), None
-    return fp32, common.require(ctx.run_dir, calibrate.CALIB_NPZ, "calibrate")  # --no-calib-teacher
+        return layout.require(ctx.run_dir, layout.calib_model(role, flavour), "calibrate"), None
+    return fp32, layout.require(ctx.run_dir, layout.CALIB_NPZ, "calibrate")  # --no-calib-teacher
 
 
 def run(cfg: RunConfig, ctx: StageContext) -> StageResult:
     from lfcc_pipeline.runtimes.trt_engine import engine_json, import_tensorrt
 
-    if not builds(cfg):
+    if not engine_builds(cfg):
         raise ConfigError("the build stage has no TensorRT target", "add --target trt-fp16 (or trt-fp32, trt-int8)")
     version = import_tensorrt().__version__
-    cache = cfg.build.timing_cache or ctx.path(TIMING_CACHE)
+    cache = cfg.build.timing_cache or ctx.path(layout.TIMING_CACHE)
     outputs, lines = [], []
-    for role, target in builds(cfg):
-        rel = engine_rel(role, target)
+    for role, target in engine_builds(cfg):
+        rel = layout.engine(role, target)
         onnx, calib = _source(cfg, ctx, role, target, version)
-        meta = build_target(
-            BuildRequest(
-                onnx=onnx, target=target, engine=ctx.path(rel), calib=calib, spec=calibrate.spec(cfg),
-                min_batch=cfg.build.min_batch, opt_batch=cfg.build.opt_batch,
-                max_batch=cfg.build.resolved_max(cfg.bench.batch_size), workspace_mb=cfg.build.workspace_mb,
-                timing_cache=cache,
-            )
-        )  # fmt: skip
+        meta = build_target(BuildRequest.from_config(cfg, onnx, target, ctx.path(rel), calib, cache))
         outputs += [rel, str(engine_json(ctx.path(rel)).relative_to(ctx.run_dir))]
         lines.append(f"{role} {target} {meta['build_seconds']:.0f} s")
     return StageResult(outputs=outputs, summary=f"TensorRT {version} on {meta['gpu']}: " + ", ".join(lines))
 
 
+def check(cfg: RunConfig) -> None:
+    """Every target must run here once a run reaches build or bench (TargetUnavailable otherwise)."""
+    check_runnable(cfg.bench.targets, cfg.bench.ort_provider)
+
+
 STAGE = Stage(
-    "build",
-    ("export", "calibrate"),
-    run,
-    config_slice,
-    needed=needed,
-    help="build TensorRT engines for the trt-* targets",
+    "build", ("export", "calibrate"), run, config_slice, needed=needed, check=check, check_unless_reached=False
 )

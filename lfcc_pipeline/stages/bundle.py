@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import json
 
+from lfcc_pipeline.core import layout
 from lfcc_pipeline.core.atomic import write_bytes, write_json, write_text
 from lfcc_pipeline.core.config import RunConfig
-from lfcc_pipeline.data.preprocess import Preprocess
-from lfcc_pipeline.models.onnx_export import read_metadata
-from lfcc_pipeline.pipeline.stage import Stage, StageContext, StageResult
-from lfcc_pipeline.stages import calibrate, common
+from lfcc_pipeline.core.onnx_meta import preprocess_of, read_metadata
+from lfcc_pipeline.core.stage import Stage, StageContext, StageResult
+from lfcc_pipeline.runtimes.trt_install import needs_calibration
 
 # run-directory file -> name in the bundle (optional ones are copied where calibrate made them)
 MODELS = {
-    common.STUDENT_ONNX: "student.onnx",
-    "calib/student.int8.cpu.onnx": "student.int8.onnx",
-    "calib/student.fp16.onnx": "student.fp16.onnx",
-    "calib/student.int8.trt.onnx": "student.int8.qdq.onnx",
+    layout.STUDENT_ONNX: "student.onnx",
+    layout.calib_model("student", "int8.cpu"): "student.int8.onnx",
+    layout.calib_model("student", "fp16"): "student.fp16.onnx",
+    layout.calib_model("student", "int8.trt"): "student.int8.qdq.onnx",
 }
 README = """# {name} — student model bundle
 
@@ -69,19 +69,19 @@ WHAT = {
 
 
 def config_slice(cfg: RunConfig) -> dict:
-    return {"bundle": 1, "calibrated": calibrate.needed(cfg)}
+    return {"bundle": 1, "calibrated": needs_calibration(cfg.bench.targets)}
 
 
 def run(cfg: RunConfig, ctx: StageContext) -> StageResult:
-    src = common.require(ctx.run_dir, common.STUDENT_ONNX, "export")
+    src = layout.require(ctx.run_dir, layout.STUDENT_ONNX, "export")
     meta = read_metadata(src)
-    pre = Preprocess.from_dict(json.loads(meta["lfcc.preprocess"]))
+    pre = preprocess_of(meta, src)
     labels = json.loads(meta["lfcc.labels"])
     outputs, rows = [], ""
     for rel, name in MODELS.items():
         path = ctx.path(rel)
         # calib/ files are only current when this run's targets had calibrate run (else an older export's)
-        if path.is_file() and (rel == common.STUDENT_ONNX or calibrate.needed(cfg)):
+        if path.is_file() and (rel == layout.STUDENT_ONNX or needs_calibration(cfg.bench.targets)):
             write_bytes(ctx.path(f"bundle/{name}"), path.read_bytes())
             outputs.append(f"bundle/{name}")
             rows += f"| {name} | {WHAT[name]} ({path.stat().st_size / 1e6:.1f} MB) |\n"
@@ -107,6 +107,4 @@ def run(cfg: RunConfig, ctx: StageContext) -> StageResult:
     return StageResult(outputs=outputs, summary=f"bundle: {len(outputs) - 3} model(s) in {ctx.path('bundle')}")
 
 
-STAGE = Stage(
-    "bundle", ("export", "calibrate"), run, config_slice, help="write bundle/ for apps (ONNX, preprocess, labels)"
-)
+STAGE = Stage("bundle", ("export", "calibrate"), run, config_slice)

@@ -12,7 +12,6 @@ gate (--max-int8-drop) warns, or fails the stage with --strict.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 
 import numpy as np
@@ -22,51 +21,30 @@ from lfcc_pipeline.calib import checks, graph
 from lfcc_pipeline.calib.calibset import CalibSet, load_calibset, model_inputs, save_calibset, stratified_indices
 from lfcc_pipeline.calib.fp16 import convert_fp16, fp16_tool
 from lfcc_pipeline.calib.qdq import Produced, QuantSpec, modelopt_version, ort_version, quantize_int8, trt_quantizer
+from lfcc_pipeline.core import layout
 from lfcc_pipeline.core.atomic import sha256_file, write_json
-from lfcc_pipeline.core.config import CALIB_TARGETS, RunConfig, as_dict
-from lfcc_pipeline.core.errors import ArtifactError, DataError, StageFailed
+from lfcc_pipeline.core.config import RunConfig, as_dict
+from lfcc_pipeline.core.errors import DataError, StageFailed
+from lfcc_pipeline.core.layout import CALIB_NPZ
+from lfcc_pipeline.core.metrics import agreement, topk_accuracy
+from lfcc_pipeline.core.onnx_meta import metadata, preprocess_of
+from lfcc_pipeline.core.preprocess import Preprocess
 from lfcc_pipeline.core.progress import progress
-from lfcc_pipeline.data.preprocess import Preprocess
+from lfcc_pipeline.core.stage import Stage, StageContext, StageResult
+from lfcc_pipeline.data.run_data import batches, dataset
 from lfcc_pipeline.data.transforms import Normalization, to_float
-from lfcc_pipeline.pipeline.stage import Stage, StageContext, StageResult
+from lfcc_pipeline.models.factory import run_img_size
 from lfcc_pipeline.runtimes.ort_runner import OrtRunner
-from lfcc_pipeline.runtimes.targets import tensorrt_version
-from lfcc_pipeline.runtimes.trt_plan import major_version
-from lfcc_pipeline.stages import common
-from lfcc_pipeline.training.evaluate import agreement, topk_accuracy
+from lfcc_pipeline.runtimes.trt_install import needs_calibration
 
 _logger = logging.getLogger(__name__)
 
-CALIB_NPZ = "calib/calib.npz"
-ACCURACY = "calib/accuracy.json"
-FLAVOURS = ("int8.trt", "int8.cpu", "fp16")
+FLAVOURS = layout.CALIB_FLAVOURS
 PRECISION = {"int8.trt": "int8", "int8.cpu": "int8", "fp16": "fp16"}
 
 
-def model_rel(role: str, flavour: str) -> str:
-    """calib/<role>.<flavour>.onnx, e.g. calib/student.int8.cpu.onnx."""
-    return f"calib/{role}.{flavour}.onnx"
-
-
-def roles(cfg: RunConfig) -> tuple[str, ...]:
-    return ("student", "teacher") if cfg.calib.teacher else ("student",)
-
-
 def needed(cfg: RunConfig) -> bool:
-    """INT8/FP16 targets need calibrate's models; trt-fp16 only on TensorRT 11 (strongly typed: an FP16
-    ONNX), as TensorRT 8.6/10 build FP16 from the FP32 export with a builder flag."""
-    targets = set(cfg.bench.targets) & set(CALIB_TARGETS)
-    if targets - {"trt-fp16"}:
-        return True
-    if targets:
-        version = tensorrt_version()
-        return version is None or major_version(version) >= 11
-    return False
-
-
-def spec(cfg: RunConfig) -> QuantSpec:
-    c = cfg.calib
-    return QuantSpec(method=c.method, percentile=c.percentile, batch_size=c.batch_size, tool=c.tool)
+    return needs_calibration(cfg.bench.targets)
 
 
 def config_slice(cfg: RunConfig) -> dict:
@@ -78,26 +56,22 @@ def config_slice(cfg: RunConfig) -> dict:
     return {
         "calib": c,
         "tools": {"onnxruntime": ort_version(), "modelopt": modelopt_version()},
-        "data": common.dataset(cfg).fingerprint,
+        "data": dataset(cfg).fingerprint,
         "data_split": [cfg.data.val_fraction, cfg.seed],
         "seed": cfg.seed,
     }
 
 
 def _preprocess_of(model, path) -> Preprocess:
-    meta = graph.metadata(model)
-    try:
-        return Preprocess.from_dict(json.loads(meta["lfcc.preprocess"]))
-    except (KeyError, TypeError, ValueError) as e:
-        raise ArtifactError(f"{path} has no lfcc.preprocess metadata ({e})", "rerun the export stage") from e
+    return preprocess_of(metadata(model), path)
 
 
 def draw(cfg: RunConfig, pre: Preprocess) -> CalibSet:
     """cfg.calib.size class-stratified training images, as the evaluation loader yields them."""
-    ds = common.dataset(cfg)
+    ds = dataset(cfg)
     labels = ds.train.labels.numpy()
     idx = stratified_indices(labels, ds.num_classes, cfg.calib.size, cfg.seed, ds.classes)
-    batches = common.batches(cfg, ds.train.subset(idx), train=False, batch_size=64)
+    batches = _batches(cfg, ds.train.subset(idx))
     images = [x.numpy() for x, _ in progress(batches, desc="calibration set", total=len(batches))]
     return CalibSet(
         images=np.concatenate(images),
@@ -110,6 +84,10 @@ def draw(cfg: RunConfig, pre: Preprocess) -> CalibSet:
         classes=tuple(ds.classes),
         source={"data": ds.name, "fingerprint": ds.fingerprint, "split": "train", "seed": cfg.seed},
     )
+
+
+def _batches(cfg: RunConfig, split):
+    return batches(cfg, split, train=False, img_size=run_img_size(cfg), batch_size=64)
 
 
 def _calibset(cfg: RunConfig, pre: Preprocess) -> CalibSet:
@@ -126,7 +104,7 @@ def _calibset(cfg: RunConfig, pre: Preprocess) -> CalibSet:
 
 
 def _source(cfg: RunConfig, ctx: StageContext, role: str):
-    src = common.require(ctx.run_dir, common.STUDENT_ONNX if role == "student" else common.TEACHER_ONNX, "export")
+    src = layout.require(ctx.run_dir, layout.onnx(role), "export")
     return src, graph.load(src)
 
 
@@ -138,7 +116,7 @@ def _inputs(cs: CalibSet, src, model, ctx: StageContext, origin: str) -> np.ndar
 
 
 def _val_subset(cfg: RunConfig):
-    ds = common.dataset(cfg)
+    ds = dataset(cfg)
     split = ds.val
     n = cfg.calib.eval_images
     if n is not None and n < len(split):
@@ -150,9 +128,9 @@ def _val_subset(cfg: RunConfig):
 def evaluate(cfg: RunConfig, ctx: StageContext, pre: Preprocess, produced: dict[str, Produced]) -> dict:
     """Top-1 of the FP32 student and of each of its calibrated models on validation images."""
     split = _val_subset(cfg)
-    batches = common.batches(cfg, split, train=False, batch_size=64)
+    batches = _batches(cfg, split)
     norm = Normalization(tuple(pre.mean), tuple(pre.std))
-    runners = {"fp32": OrtRunner(ctx.path(common.STUDENT_ONNX), "fp32")}
+    runners = {"fp32": OrtRunner(ctx.path(layout.STUDENT_ONNX), "fp32")}
     for flavour, p in produced.items():
         runners[flavour] = OrtRunner(p.path, PRECISION[flavour])
     logits: dict[str, list[torch.Tensor]] = {k: [] for k in runners}
@@ -192,15 +170,15 @@ def gate(cfg: RunConfig, accuracy: dict) -> list[str]:
 
 
 def run(cfg: RunConfig, ctx: StageContext) -> StageResult:
-    s = spec(cfg)
-    student_onnx = common.require(ctx.run_dir, common.STUDENT_ONNX, "export")
+    s = QuantSpec.from_config(cfg.calib)
+    student_onnx = layout.require(ctx.run_dir, layout.STUDENT_ONNX, "export")
     student_pre = _preprocess_of(graph.load(student_onnx), student_onnx)
     cs = _calibset(cfg, student_pre)
     origin = str(cfg.calib.file) if cfg.calib.file else CALIB_NPZ
-    sources = {role: _source(cfg, ctx, role) for role in roles(cfg)}
+    sources = {role: _source(cfg, ctx, role) for role in layout.calib_roles(cfg)}
     for role in {"student", "teacher"} - set(sources):  # an earlier run's models of a role skipped now
         for flavour in FLAVOURS:
-            ctx.path(model_rel(role, flavour)).unlink(missing_ok=True)
+            ctx.path(layout.calib_model(role, flavour)).unlink(missing_ok=True)
     for src, model in sources.values():  # fail on a mismatch before anything is written
         _inputs(dataclasses.replace(cs, images=cs.images[:1]), src, model, ctx, origin)
     save_calibset(ctx.path(CALIB_NPZ), cs)
@@ -216,17 +194,17 @@ def run(cfg: RunConfig, ctx: StageContext) -> StageResult:
     for role, (src, model) in sources.items():
         x = _inputs(cs, src, model, ctx, origin)
         for flavour in FLAVOURS:
-            dst = ctx.path(model_rel(role, flavour))
+            dst = ctx.path(layout.calib_model(role, flavour))
             if flavour == "fp16":
                 p = convert_fp16(src, dst, x, s, role)
             else:
                 p = quantize_int8(src, dst, x, s, flavour.split(".")[1], role)
             checks.verify_produced(p, role)
             made[(role, flavour)] = p
-            outputs.append(model_rel(role, flavour))
+            outputs.append(layout.calib_model(role, flavour))
             _logger.info(
                 "calibrate: %s (%s, %.1f s, %.2f MB)%s",
-                model_rel(role, flavour),
+                layout.calib_model(role, flavour),
                 p.tool,
                 p.seconds,
                 dst.stat().st_size / 1e6,
@@ -236,11 +214,11 @@ def run(cfg: RunConfig, ctx: StageContext) -> StageResult:
     over = gate(cfg, accuracy)
     accuracy.update(
         calib={**cs.meta(), "images": len(cs), "per_class": cs.per_class(), "method": s.method},
-        models={model_rel(r, f): p.describe() for (r, f), p in made.items()},
+        models={layout.calib_model(r, f): p.describe() for (r, f), p in made.items()},
         gate={"max_int8_drop": cfg.calib.max_int8_drop, "ok": not over, "over": over},
     )
-    write_json(ctx.path(ACCURACY), accuracy)
-    outputs.append(ACCURACY)
+    write_json(ctx.path(layout.CALIB_ACCURACY), accuracy)
+    outputs.append(layout.CALIB_ACCURACY)
     st = accuracy["student"]
     summary = (
         f"calibrate: student top-1 drop vs FP32 on {accuracy['images']} val images: int8.trt "
@@ -265,5 +243,4 @@ STAGE = Stage(
     run,
     config_slice,
     needed=needed,
-    help="draw the calibration set; write INT8 Q/DQ (TensorRT, CPU) and FP16 ONNX models",
 )

@@ -8,31 +8,33 @@ import logging
 import numpy as np
 import torch
 
+from lfcc_pipeline.core import layout
 from lfcc_pipeline.core.atomic import write_json
 from lfcc_pipeline.core.config import RunConfig, as_dict
 from lfcc_pipeline.core.errors import StageFailed
-from lfcc_pipeline.data.preprocess import Preprocess
+from lfcc_pipeline.core.onnx_meta import PREPROCESS_KEY
+from lfcc_pipeline.core.preprocess import Preprocess
+from lfcc_pipeline.core.stage import Stage, StageContext, StageResult
+from lfcc_pipeline.data.run_data import batches, dataset
 from lfcc_pipeline.data.transforms import to_float
-from lfcc_pipeline.models.factory import count_params, normalization
+from lfcc_pipeline.models.factory import count_params, normalization, run_img_size
 from lfcc_pipeline.models.onnx_export import export_onnx
 from lfcc_pipeline.models.weights import load_model
-from lfcc_pipeline.pipeline.stage import Stage, StageContext, StageResult
 from lfcc_pipeline.runtimes.ort_runner import OrtRunner
-from lfcc_pipeline.stages import common
 
 _logger = logging.getLogger(__name__)
 
 
 def config_slice(cfg: RunConfig) -> dict:
-    return {"export": as_dict(cfg.export), "data": common.dataset(cfg).fingerprint, "seed": cfg.seed}
+    return {"export": as_dict(cfg.export), "data": dataset(cfg).fingerprint, "seed": cfg.seed}
 
 
 def preprocess_for(cfg: RunConfig, model: torch.nn.Module) -> Preprocess:
     """What an app must do to an image before this model sees it (matches our evaluation path)."""
     norm = normalization(model)
-    in_memory = common.dataset(cfg).in_memory
+    in_memory = dataset(cfg).in_memory
     return Preprocess(
-        img_size=common.img_size(cfg),
+        img_size=run_img_size(cfg),
         mean=norm.mean,
         std=norm.std,
         resize="stretch" if in_memory else "center_crop",
@@ -67,22 +69,21 @@ def _check(name: str, p: dict, cfg: RunConfig) -> None:
 
 
 def run(cfg: RunConfig, ctx: StageContext) -> StageResult:
-    ds = common.dataset(cfg)
-    size = common.img_size(cfg)
-    x, _ = next(iter(common.batches(cfg, ds.val, train=False, batch_size=cfg.export.parity_images)))
+    ds = dataset(cfg)
+    size = run_img_size(cfg)
+    x, _ = next(iter(batches(cfg, ds.val, train=False, img_size=size, batch_size=cfg.export.parity_images)))
     raw = to_float(x, size)
     report = {}
     outputs = []
-    for name, weights, onnx_rel in (
-        ("student", common.STUDENT_WEIGHTS, common.STUDENT_ONNX),
-        ("teacher", common.TEACHER_WEIGHTS, common.TEACHER_ONNX),
-    ):
-        model, recipe = load_model(common.require(ctx.run_dir, weights, "distill" if name == "student" else "teacher"))
+    for name in ("student", "teacher"):
+        onnx_rel = layout.onnx(name)
+        weights = layout.require(ctx.run_dir, layout.weights(name), "distill" if name == "student" else "teacher")
+        model, recipe = load_model(weights)
         pre = preprocess_for(cfg, model)
         meta = {
             "lfcc.model": recipe.name,
             "lfcc.role": name,
-            "lfcc.preprocess": pre.to_json(),
+            PREPROCESS_KEY: pre.to_json(),
             "lfcc.labels": json.dumps(list(ds.classes)),
             "lfcc.params": str(count_params(model)),
         }
@@ -100,12 +101,12 @@ def run(cfg: RunConfig, ctx: StageContext) -> StageResult:
             p["images"],
         )
     report["exporter"], report["opset"] = cfg.export.exporter, cfg.export.opset
-    write_json(ctx.path(common.PARITY), report)
+    write_json(ctx.path(layout.PARITY), report)
     return StageResult(
-        outputs=[*outputs, common.PARITY],
+        outputs=[*outputs, layout.PARITY],
         metrics={k: report[k]["max_abs_diff"] for k in ("student", "teacher")},
         summary=f"export: student max |Δlogit| {report['student']['max_abs_diff']:.1e}",
     )
 
 
-STAGE = Stage("export", ("teacher", "distill"), run, config_slice, help="export student and teacher to ONNX")
+STAGE = Stage("export", ("teacher", "distill"), run, config_slice)

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
+from lfcc_pipeline.core import layout
 from lfcc_pipeline.core.atomic import sha256_file
 from lfcc_pipeline.core.config import RunConfig, as_dict
 from lfcc_pipeline.core.errors import ConfigError, ModelError
+from lfcc_pipeline.core.stage import Stage, StageContext, StageResult
+from lfcc_pipeline.data.run_data import data_split, dataset
 from lfcc_pipeline.methods.none import NoDistillation
-from lfcc_pipeline.models.factory import create_model, normalization, try_pretrained
+from lfcc_pipeline.models.factory import create_model, normalization, run_img_size, try_pretrained
+from lfcc_pipeline.models.registry import resolve
 from lfcc_pipeline.models.weights import apply_state_dict, read_state_dict
-from lfcc_pipeline.pipeline.stage import Stage, StageContext, StageResult
-from lfcc_pipeline.stages import common
+from lfcc_pipeline.training.fit_and_save import fit_evaluate_save, seed_everything
 
 _logger = logging.getLogger(__name__)
 
@@ -22,9 +26,9 @@ def config_slice(cfg: RunConfig) -> dict:
         "teacher": m.teacher,
         "weights": sha256_file(m.teacher_weights) if m.teacher_weights and m.teacher_weights.is_file() else None,
         "pretrained": m.pretrained,
-        "img_size": common.img_size(cfg),
-        "data": common.dataset(cfg).fingerprint,
-        "data_split": common.data_split(cfg),
+        "img_size": run_img_size(cfg),
+        "data": dataset(cfg).fingerprint,
+        "data_split": data_split(cfg),
         "epochs": cfg.train.teacher_epochs,
         "batch_size": cfg.train.batch_size,
         "precision": cfg.train.precision,
@@ -54,9 +58,9 @@ def _load_teacher(cfg: RunConfig, num_classes: int, size: int):
 
 
 def run(cfg: RunConfig, ctx: StageContext) -> StageResult:
-    ds = common.dataset(cfg)
-    size = common.img_size(cfg)
-    common.seed_everything(cfg.seed)
+    ds = dataset(cfg)
+    size = run_img_size(cfg)
+    seed_everything(cfg.seed)
     model, recipe, source = _load_teacher(cfg, ds.num_classes, size)
     epochs = cfg.train.teacher_epochs
     if source == "scratch":
@@ -76,16 +80,34 @@ def run(cfg: RunConfig, ctx: StageContext) -> StageResult:
     lr = cfg.train.optim.teacher_lr or (cfg.train.optim.lr if source == "scratch" else cfg.train.optim.lr / 10)
     distiller = NoDistillation(model, None, cfg.distill, cfg.train.optim.label_smoothing)
     norms = (normalization(model), None)
-    metrics = common.fit_evaluate_save(
+    metrics = fit_evaluate_save(
         cfg, ctx, distiller, recipe, norms, epochs, lr, "teacher", "teacher", {"source": source}
     )
     if not metrics:
         return StageResult(outputs=[])
     return StageResult(
-        outputs=[common.TEACHER_WEIGHTS, common.TEACHER_METRICS],
+        outputs=[layout.TEACHER_WEIGHTS, layout.TEACHER_METRICS],
         metrics={k: metrics[k] for k in ("source", "val_top1", "test_top1")},
         summary=f"teacher {cfg.models.teacher} ({source}): test top-1 {metrics['test_top1']:.2f}%",
     )
 
 
-STAGE = Stage("teacher", (), run, config_slice, help="fine-tune or train the teacher and evaluate it", distributed=True)
+def check(cfg: RunConfig) -> None:
+    """The teacher's name and --teacher-weights, the data and --batch-size; the teacher built once at the
+    run's image size (a bad --img-size fails here) with its weights applied (unreadable, unsafe or
+    foreign weights fail here, not mid-run)."""
+    resolve(cfg.models.teacher)
+    if cfg.models.teacher_weights is not None and not Path(cfg.models.teacher_weights).is_file():
+        raise ConfigError(f"--teacher-weights {cfg.models.teacher_weights} does not exist", "check the path")
+    ds = dataset(cfg)
+    if cfg.train.batch_size > len(ds.train):
+        raise ConfigError(
+            f"--batch-size {cfg.train.batch_size} exceeds the {len(ds.train)} training images", "lower --batch-size"
+        )
+    teacher, _ = create_model(cfg.models.teacher, ds.num_classes, run_img_size(cfg))
+    if cfg.models.teacher_weights is not None:
+        path = cfg.models.teacher_weights
+        apply_state_dict(teacher, read_state_dict(path), f"--teacher-weights {path}")
+
+
+STAGE = Stage("teacher", (), run, config_slice, distributed=True, check=check)

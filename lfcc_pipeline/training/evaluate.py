@@ -1,4 +1,4 @@
-"""Evaluation: logits over a split, top-k accuracy, agreement."""
+"""Evaluation: logits of a PyTorch model over a split (the metrics on them are core/metrics.py)."""
 
 from __future__ import annotations
 
@@ -24,15 +24,3 @@ def predict_logits(
         labels.append(y)
     model.train(was_training)
     return torch.cat(outs), torch.cat(labels)
-
-
-def topk_accuracy(logits: torch.Tensor, labels: torch.Tensor, k: int = 1) -> float:
-    """Percentage of samples whose label is among the k highest logits."""
-    k = min(k, logits.shape[1])
-    hits = (logits.topk(k, dim=1).indices == labels[:, None]).any(dim=1)
-    return 100.0 * hits.float().mean().item()
-
-
-def agreement(logits_a: torch.Tensor, logits_b: torch.Tensor) -> float:
-    """Percentage of samples on which two models' top-1 predictions agree."""
-    return 100.0 * (logits_a.argmax(1) == logits_b.argmax(1)).float().mean().item()

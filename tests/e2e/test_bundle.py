@@ -142,7 +142,7 @@ def test_bench_on_an_engine_without_tensorrt_is_one_line(finished_run, tmp_path)
 
     if importlib.util.find_spec("tensorrt") is not None:
         pytest.skip("TensorRT is installed here")
-    from lfcc_pipeline.models.onnx_export import read_metadata
+    from lfcc_pipeline.core.onnx_meta import read_metadata
 
     onnx_path = finished_run / "export" / "student.onnx"
     engine = tmp_path / "student.trt-fp16.engine"
@@ -163,7 +163,7 @@ def test_bundle_readme_example_preprocesses_like_predict(finished_run, tmp_path,
     that predict's Preprocess makes, for both resize modes, on a non-square image."""
     import onnxruntime as ort
 
-    from lfcc_pipeline.data.preprocess import Preprocess
+    from lfcc_pipeline.core.preprocess import Preprocess
 
     b = tmp_path / "bundle"
     shutil.copytree(finished_run / "bundle", b)

@@ -10,7 +10,7 @@ import pytest
 from lfcc_pipeline.calib import checks, graph
 from lfcc_pipeline.calib.calibset import CalibSet, load_calibset, model_inputs, save_calibset
 from lfcc_pipeline.calib.fp16 import FP32_OPS
-from lfcc_pipeline.data.preprocess import Preprocess
+from lfcc_pipeline.core.preprocess import Preprocess
 from lfcc_pipeline.data.sources import load_dataset
 from lfcc_pipeline.data.specs import parse_data_spec
 from lfcc_pipeline.data.transforms import Normalization, to_float

@@ -17,7 +17,7 @@ from lfcc_pipeline.calib.calibset import (
 from lfcc_pipeline.cli import cli
 from lfcc_pipeline.core.config import CalibConfig, RunConfig
 from lfcc_pipeline.core.errors import ConfigError, DataError
-from lfcc_pipeline.data.preprocess import Preprocess
+from lfcc_pipeline.core.preprocess import Preprocess
 from lfcc_pipeline.data.transforms import Normalization, to_float
 
 

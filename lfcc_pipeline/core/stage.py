@@ -1,15 +1,17 @@
-"""What a stage is: a plain function `run(cfg, ctx) -> StageResult` plus what it depends on."""
+"""What a stage is: a plain function `run(cfg, ctx) -> StageResult`, what it depends on, and its
+pre-flight `check(cfg)`. The stages (stages/*.py) fill these in; the runner (pipeline/) drives them."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from lfcc_pipeline.core.config import RunConfig
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -30,6 +32,10 @@ class StageResult:
     summary: str = ""  # one line for the run log
 
 
+def no_check(cfg: RunConfig) -> None:
+    """A stage with nothing to check before the run."""
+
+
 @dataclass(frozen=True)
 class Stage:
     name: str
@@ -37,5 +43,7 @@ class Stage:
     run: Callable[[RunConfig, StageContext], StageResult]
     config_slice: Callable[[RunConfig], Any]
     needed: Callable[[RunConfig], bool] = lambda cfg: True
-    help: str = ""
     distributed: bool = False  # under torchrun: run on every rank (training) or on rank 0 alone
+    # pre-flight: raise the LfccError this stage would fail with, before any stage runs
+    check: Callable[[RunConfig], None] = no_check
+    check_unless_reached: bool = True  # False: checked only when the run reaches it (--stop-after earlier skips it)

@@ -1,0 +1,64 @@
+"""What the teacher and distill stages share: train (resumable), evaluate on val and test, save."""
+
+from __future__ import annotations
+
+import torch
+
+from lfcc_pipeline.core import layout
+from lfcc_pipeline.core.atomic import write_json
+from lfcc_pipeline.core.config import RunConfig
+from lfcc_pipeline.core.distributed import current
+from lfcc_pipeline.core.metrics import topk_accuracy
+from lfcc_pipeline.core.stage import StageContext
+from lfcc_pipeline.data.run_data import batches, dataset
+from lfcc_pipeline.models.factory import count_params, run_img_size
+from lfcc_pipeline.models.weights import save_model
+from lfcc_pipeline.training.evaluate import predict_logits
+from lfcc_pipeline.training.loop import FitSpec, fit, remove_checkpoint
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+
+
+def fit_evaluate_save(
+    cfg: RunConfig,
+    ctx: StageContext,
+    distiller,
+    recipe,
+    norms: tuple,
+    epochs: int,
+    lr: float,
+    role: str,
+    desc: str,
+    extra: dict,
+) -> dict:
+    """Train `distiller` (resuming from role/checkpoints/last.pt), evaluate its student on val and
+    test, and write role/model.safetensors and role/metrics.json. Returns the metrics ({} on
+    ranks other than 0 under torchrun, which train but write nothing)."""
+    ds = dataset(cfg)
+    size = run_img_size(cfg)
+    norm_student, norm_teacher = norms
+    ckpt = ctx.path(layout.checkpoint(role))
+    if ctx.force:
+        remove_checkpoint(ckpt)
+    history = []
+    if epochs > 0:
+        t = cfg.train
+        spec = FitSpec(epochs, lr, t.optim, t.precision, t.ckpt_every, cfg.seed, ckpt, ctx.fingerprint, desc=desc,
+                       channels_last=t.channels_last, compile=t.compile)  # fmt: skip
+        train = batches(cfg, ds.train, train=True, img_size=size)
+        val = batches(cfg, ds.val, train=False, img_size=size, shard=True)
+        history = fit(distiller, train, val, size, norm_student, norm_teacher, ctx.device, spec).history
+    model = distiller.student
+    if not current().is_main:  # under torchrun rank 0 evaluates and writes; the others are done
+        return {}
+    metrics = {**extra, "epochs": epochs, "params_m": count_params(model) / 1e6, "history": history}
+    for split_name, split in (("val", ds.val), ("test", ds.test)):
+        split_batches = batches(cfg, split, train=False, img_size=size)
+        logits, labels = predict_logits(model, split_batches, size, norm_student, ctx.device)
+        metrics[f"{split_name}_top1"] = topk_accuracy(logits, labels, 1)
+        metrics[f"{split_name}_top5"] = topk_accuracy(logits, labels, 5)
+    save_model(model, recipe, ctx.path(layout.weights(role)))
+    write_json(ctx.path(layout.metrics(role)), metrics)
+    return metrics
