@@ -46,7 +46,7 @@ def make_step(method: str, args, device: torch.device):
         distiller.to(memory_format=fmt)
     forward = torch.compile(distiller) if args.compile else distiller
     named = [(n, p) for n, p in distiller.named_parameters() if p.requires_grad]
-    opt = build_optimizer([p for _, p in named], named, OptimConfig(), 1e-3)
+    opt = build_optimizer(named, OptimConfig(), 1e-3)
     amp = resolve_precision(args.precision, device)
     norm_s, norm_t = normalization(student), normalization(teacher)
 

@@ -12,12 +12,9 @@ from lfcc_pipeline.methods.ofa import OFA
 from lfcc_pipeline.methods.tas import TAS
 
 METHODS: dict[str, type[Distiller]] = {m.name: m for m in (LFCC, OFA, CAKD, TAS, LogitKD, NoDistillation)}
-PLANNED: tuple[str, ...] = ()  # named in the CLI contract, not yet built
 
 
 def get_method(name: str) -> type[Distiller]:
     if name in METHODS:
         return METHODS[name]
-    if name in PLANNED:
-        raise ConfigError(f"--method {name} is not yet supported", f"use one of {', '.join(METHODS)}")
     raise ConfigError(f"unknown --method {name!r}", f"choose one of {', '.join(METHODS)}")

@@ -10,8 +10,6 @@ from dataclasses import dataclass
 
 from lfcc_pipeline.core.errors import ModelError
 
-FAMILIES = ("vit", "cnn", "mlp")
-
 
 @dataclass(frozen=True)
 class ModelEntry:

@@ -63,7 +63,7 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     return torch.bfloat16 if precision == "bf16" else torch.float16
 
 
-def build_optimizer(params: list[nn.Parameter], named: list[tuple[str, nn.Parameter]], cfg: OptimConfig, lr: float):
+def build_optimizer(named: list[tuple[str, nn.Parameter]], cfg: OptimConfig, lr: float):
     """AdamW or SGD; no weight decay on biases and normalisation parameters (1-d tensors)."""
     decay = [p for n, p in named if p.ndim > 1]
     no_decay = [p for n, p in named if p.ndim <= 1]
@@ -127,140 +127,177 @@ def fit(
     are reduced across ranks.
     """
     t0 = time.perf_counter()
-    info = current()
-    channels_last = spec.channels_last if spec.channels_last is not None else device.type == "cuda"
-    _prepare_models(distiller, device, channels_last)
-    if device.type == "cuda":
-        train.cache_on(device)
-        val.cache_on(device)
-    named = [(n, p) for n, p in distiller.named_parameters() if p.requires_grad]
-    optimizer = build_optimizer([p for _, p in named], named, spec.optim, spec.lr)
-    steps_per_epoch = len(train)
-    total = spec.epochs * steps_per_epoch
-    warmup = int(round(spec.optim.warmup_epochs * steps_per_epoch))
-    step_every = spec.optim.step_epochs * steps_per_epoch if spec.optim.schedule == "step" else 0
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, total, warmup, step_every, spec.optim.step_gamma)
-    )
-    amp_dtype = resolve_precision(spec.precision, device)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-    result = FitResult()
+    run = _Run(distiller, train, val, img_size, (norm_student, norm_teacher), device, spec)
+    start_epoch, start_batch = run.resume()
+    model = run.wrapped()
+    for epoch in range(start_epoch, spec.epochs):
+        te = time.perf_counter()
+        means = run.train_epoch(model, epoch, start_batch if epoch == start_epoch else 0)
+        run.result.history.append(run.validate(epoch, means, te))
+        _raise_if_weights_nonfinite(distiller, run.step, spec)
+        run.checkpoint(epoch + 1, 0)
+    run.result.seconds = time.perf_counter() - t0
+    return run.result
 
-    step, start_epoch, start_batch = 0, 0, 0
-    state = _load_checkpoint(spec.ckpt_path, spec.fingerprint)
-    if state is not None:
-        distiller.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
+
+class _Run:
+    """One fit's state: the distiller, its optimizer, schedule and scaler, the global step and the history."""
+
+    def __init__(self, distiller: Distiller, train: Batches, val: Batches, img_size: int, norms: tuple,
+                 device: torch.device, spec: FitSpec) -> None:  # fmt: skip
+        self.distiller, self.train, self.val, self.img_size, self.device, self.spec = (
+            distiller, train, val, img_size, device, spec
+        )  # fmt: skip
+        self.norm_student, self.norm_teacher = norms
+        self.info = current()
+        self.channels_last = spec.channels_last if spec.channels_last is not None else device.type == "cuda"
+        _prepare_models(distiller, device, self.channels_last)
+        if device.type == "cuda":
+            train.cache_on(device)
+            val.cache_on(device)
+        named = [(n, p) for n, p in distiller.named_parameters() if p.requires_grad]
+        self.optimizer = build_optimizer(named, spec.optim, spec.lr)
+        self.steps_per_epoch = steps = len(train)
+        total = spec.epochs * steps
+        warmup = int(round(spec.optim.warmup_epochs * steps))
+        step_every = spec.optim.step_epochs * steps if spec.optim.schedule == "step" else 0
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_factor(s, total, warmup, step_every, spec.optim.step_gamma)
+        )
+        self.amp_dtype = resolve_precision(spec.precision, device)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
+        self.result = FitResult()
+        self.step = 0
+        self.first_bad = torch.full((), -1, dtype=torch.long, device=device)  # first step with a NaN/Inf loss
+
+    def resume(self) -> tuple[int, int]:
+        """(epoch, batch) to start from: where the checkpoint left off if it matches, else (0, 0)."""
+        spec = self.spec
+        state = _load_checkpoint(spec.ckpt_path, spec.fingerprint)
+        if state is None:
+            return 0, 0
+        self.distiller.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.sched.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["rng"])
-        step, start_epoch, start_batch = state["step"], state["epoch"], state["batch"]
-        result.history = list(state["history"])
-        result.resumed_from_step = step
-        _logger.info("%s: resuming from %s at epoch %d, step %d", spec.desc, spec.ckpt_path, start_epoch + 1, step)
+        self.step = state["step"]
+        self.result.history = list(state["history"])
+        self.result.resumed_from_step = self.step
+        _logger.info("%s: resuming from %s at epoch %d, step %d", spec.desc, spec.ckpt_path, state["epoch"] + 1,
+                     self.step)  # fmt: skip
+        return state["epoch"], state["batch"]
 
-    def checkpoint(epoch: int, batch: int) -> None:
-        if not info.is_main:
+    def checkpoint(self, epoch: int, batch: int) -> None:
+        """Write the state to resume at (epoch, batch) from (rank 0 only)."""
+        if not self.info.is_main:
             return
         _save_checkpoint(
-            spec.ckpt_path,
+            self.spec.ckpt_path,
             {
-                "fingerprint": spec.fingerprint,
-                "step": step,
+                "fingerprint": self.spec.fingerprint,
+                "step": self.step,
                 "epoch": epoch,
                 "batch": batch,
-                "model": distiller.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": sched.state_dict(),
-                "scaler": scaler.state_dict(),
+                "model": self.distiller.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.sched.state_dict(),
+                "scaler": self.scaler.state_dict(),
                 "rng": torch.get_rng_state(),
-                "history": result.history,
+                "history": self.result.history,
             },
         )
 
-    model: nn.Module = distiller
-    if info.world > 1:
-        model = nn.parallel.DistributedDataParallel(
-            distiller, device_ids=[device.index] if device.type == "cuda" else None
-        )
-    if spec.compile:
-        model = torch.compile(model)
-    autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    local = train.index.local_batch
-    first_bad = torch.full((), -1, dtype=torch.long, device=device)
-    for epoch in range(start_epoch, spec.epochs):
-        distiller.train()
+    def wrapped(self) -> nn.Module:
+        """The distiller as the training steps call it: in DDP under torchrun, compiled with --compile."""
+        model: nn.Module = self.distiller
+        if self.info.world > 1:
+            device = self.device
+            model = nn.parallel.DistributedDataParallel(
+                self.distiller, device_ids=[device.index] if device.type == "cuda" else None
+            )
+        if self.spec.compile:
+            model = torch.compile(model)
+        return model
+
+    def _train_step(self, model: nn.Module, autocast, x: torch.Tensor, y: torch.Tensor) -> tuple:
+        """One optimizer step on (x, y); returns (loss, the named losses), detached."""
+        memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
+        nt = self.norm_teacher
+        x_t = nt(x).contiguous(memory_format=memory_format) if nt is not None else None
+        with autocast:
+            _, losses = model(self.norm_student(x).contiguous(memory_format=memory_format), x_t, y)
+            loss = sum(losses.values())
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.spec.optim.grad_clip is not None:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.distiller.trainable_parameters(), self.spec.optim.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.sched.step()
+        return loss.detach().float(), {k: v.detach().float() for k, v in losses.items()}
+
+    def train_epoch(self, model: nn.Module, epoch: int, skip: int) -> tuple[torch.Tensor, list[str]]:
+        """One epoch from batch `skip`, with mid-epoch checkpoints; returns the mean losses averaged over
+        the ranks (the total first, then the named parts) and the parts' names."""
+        spec, train, device, info = self.spec, self.train, self.device, self.info
+        self.distiller.train()
         train.set_epoch(epoch)
-        skip = start_batch if epoch == start_epoch else 0
+        autocast = contextlib.nullcontext()
+        if self.amp_dtype is not None:
+            autocast = torch.autocast(device.type, dtype=self.amp_dtype)
         loss_sum = torch.zeros((), device=device)
         parts: dict[str, torch.Tensor] = {}
         seen = 0
-        te = time.perf_counter()
-        bar = progress(desc=f"{spec.desc} {epoch + 1}/{spec.epochs}", total=steps_per_epoch, initial=skip)
+        bar = progress(desc=f"{spec.desc} {epoch + 1}/{spec.epochs}", total=self.steps_per_epoch, initial=skip)
         for b, (x, y) in enumerate(train.iterate(skip), start=skip):
-            x = to_float(x.to(device, non_blocking=True), img_size)
+            x = to_float(x.to(device, non_blocking=True), self.img_size)
             y = y.to(device, non_blocking=True)
             if train.device_augment:
                 g = batch_generator(device, spec.seed, epoch, b)
-                x = augment(x, g, offset=info.rank * local, total=train.index.batch_size)
-            x_t = norm_teacher(x).contiguous(memory_format=memory_format) if norm_teacher is not None else None
-            with autocast:
-                _, losses = model(norm_student(x).contiguous(memory_format=memory_format), x_t, y)
-                loss = sum(losses.values())
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if spec.optim.grad_clip is not None:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(distiller.trainable_parameters(), spec.optim.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            sched.step()
-            loss = loss.detach().float()
-            first_bad = torch.where(~torch.isfinite(loss) & (first_bad < 0), step, first_bad)  # no host sync
-            loss_sum += loss
+                x = augment(x, g, offset=info.rank * train.index.local_batch, total=train.index.batch_size)
+            loss, losses = self._train_step(model, autocast, x, y)
+            self.first_bad = torch.where(~torch.isfinite(loss) & (self.first_bad < 0), self.step, self.first_bad)
+            loss_sum += loss  # no host sync
             for k, v in losses.items():
-                parts[k] = parts.get(k, 0) + v.detach().float()
+                parts[k] = parts.get(k, 0) + v
             seen += 1
-            step += 1
+            self.step += 1
             bar.update(1)
-            if step % LOG_EVERY == 0 or b + 1 == steps_per_epoch:
-                _raise_if_nonfinite(first_bad, spec)
-                bar.set_postfix(loss=f"{(loss_sum / seen).item():.4f}", lr=f"{sched.get_last_lr()[0]:.2e}")
-            if step % spec.ckpt_every == 0 and b + 1 < steps_per_epoch:
-                _raise_if_nonfinite(first_bad, spec)
-                _raise_if_weights_nonfinite(distiller, step, spec)
-                checkpoint(epoch, b + 1)
+            last = b + 1 == self.steps_per_epoch
+            if self.step % LOG_EVERY == 0 or last:
+                _raise_if_nonfinite(self.first_bad, spec)
+                bar.set_postfix(loss=f"{(loss_sum / seen).item():.4f}", lr=f"{self.sched.get_last_lr()[0]:.2e}")
+            if self.step % spec.ckpt_every == 0 and not last:
+                _raise_if_nonfinite(self.first_bad, spec)
+                _raise_if_weights_nonfinite(self.distiller, self.step, spec)
+                self.checkpoint(epoch, b + 1)
         bar.close()
-        _raise_if_nonfinite(first_bad, spec)
-        sums = all_reduce(torch.stack([loss_sum, *parts.values()]) / max(seen, 1)) / info.world
-        logits, labels = predict_logits(distiller.student, val, img_size, norm_student, device, desc="val")
+        _raise_if_nonfinite(self.first_bad, spec)
+        return all_reduce(torch.stack([loss_sum, *parts.values()]) / max(seen, 1)) / info.world, list(parts)
+
+    def validate(self, epoch: int, means: tuple[torch.Tensor, list[str]], started: float) -> dict:
+        """Validation top-1 after `epoch`, logged with the epoch's mean losses; the history record."""
+        spec, device = self.spec, self.device
+        sums, names = means
+        logits, labels = predict_logits(self.distiller.student, self.val, self.img_size, self.norm_student, device,
+                                        desc="val")  # fmt: skip
         # on the training device: NCCL reduces CUDA tensors only
         counts = [float((logits.argmax(1) == labels).sum()), float(len(labels))]
         correct = all_reduce(torch.tensor(counts, device=device))
         record = {
             "epoch": epoch + 1,
-            "step": step,
+            "step": self.step,
             "train_loss": sums[0].item(),
-            **{k: sums[i + 1].item() for i, k in enumerate(parts)},
+            **{k: sums[i + 1].item() for i, k in enumerate(names)},
             "val_top1": 100.0 * (correct[0] / correct[1]).item(),
-            "lr": sched.get_last_lr()[0],
-            "seconds": time.perf_counter() - te,
+            "lr": self.sched.get_last_lr()[0],
+            "seconds": time.perf_counter() - started,
         }
-        result.history.append(record)
-        _logger.info(
-            "%s epoch %d/%d: loss %.4f, val top-1 %.2f%% (%.1f s)",
-            spec.desc,
-            epoch + 1,
-            spec.epochs,
-            record["train_loss"],
-            record["val_top1"],
-            record["seconds"],
-        )
-        _raise_if_weights_nonfinite(distiller, step, spec)
-        checkpoint(epoch + 1, 0)
-    result.seconds = time.perf_counter() - t0
-    return result
+        _logger.info("%s epoch %d/%d: loss %.4f, val top-1 %.2f%% (%.1f s)", spec.desc, epoch + 1, spec.epochs,
+                     record["train_loss"], record["val_top1"], record["seconds"])  # fmt: skip
+        return record
 
 
 def _raise_if_nonfinite(first_bad: torch.Tensor, spec: FitSpec) -> None:
