@@ -559,14 +559,15 @@ def build_cmd(onnx: Path | None, calib: Path | None, **opts: Any) -> None:
       lfcc-pipeline build --onnx runs/demo/export/student.onnx --target trt-int8 \\
           --calib runs/demo/calib/calib.npz
     """
+    from lfcc_pipeline.core.targets import TRT_TARGETS
+
     if onnx is None:
         if calib is not None:
             raise ConfigError("--calib goes with --onnx", "in a run directory the calibrate stage makes the models")
-        if not any(t.startswith("trt-") for t in opts["targets"]):
+        if not any(t in TRT_TARGETS for t in opts["targets"]):
             raise ConfigError("build needs a TensorRT target", "add --target trt-fp16 (or trt-fp32, trt-int8)")
         _execute(opts, "build", None)
         return
-    from lfcc_pipeline.core.targets import TRT_TARGETS
     from lfcc_pipeline.runtimes.trt_build import BuildRequest, build_target, default_engine_path
 
     setup_logging(opts["debug"])

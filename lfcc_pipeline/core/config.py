@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from lfcc_pipeline.core.errors import ConfigError
-from lfcc_pipeline.core.targets import TARGETS  # the target table lives in core/targets.py
+from lfcc_pipeline.core.targets import TARGETS, TRT_TARGETS  # the target table lives in core/targets.py
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -231,7 +231,7 @@ class RunConfig:
             raise ConfigError(f"--cakd-replace-prob must be in [0, 1), got {d.cakd_replace_prob}", "0.5 is the default")
         _positive("--tas-dim", d.tas_dim)
         validate_calib(self.calib)
-        validate_build(self.build, self.bench.batch_size if any(t.startswith("trt") for t in self.bench.targets) else 0)
+        validate_build(self.build, self.bench.batch_size if any(t in TRT_TARGETS for t in self.bench.targets) else 0)
         return self
 
 

@@ -17,19 +17,12 @@ from lfcc_pipeline.core.errors import ArtifactError
 from lfcc_pipeline.core.targets import TRT_TARGETS
 
 ROLES = ("teacher", "student")
-TEACHER_WEIGHTS = "teacher/model.safetensors"
-TEACHER_METRICS = "teacher/metrics.json"
-STUDENT_WEIGHTS = "student/model.safetensors"
-STUDENT_METRICS = "student/metrics.json"
-STUDENT_ONNX = "export/student.onnx"
-TEACHER_ONNX = "export/teacher.onnx"
 PARITY = "export/parity.json"
 CALIB_NPZ = "calib/calib.npz"
 CALIB_ACCURACY = "calib/accuracy.json"
 CALIB_FLAVOURS = ("int8.trt", "int8.cpu", "fp16")
 TIMING_CACHE = "engines/timing.cache"
 REPORT_JSON, REPORT_MD, REPORT_PNG = "bench/report.json", "bench/report.md", "bench/report.png"
-BUNDLE = "bundle"
 
 
 def weights(role: str) -> str:

@@ -63,7 +63,11 @@ def _runner(cfg: RunConfig, ctx: StageContext, role: str, name: str, model, weig
 def _candidates(cfg: RunConfig, ctx: StageContext) -> tuple[list[Candidate], dict[str, tuple]]:
     """The (model, target) candidates, and each role's FP32 PyTorch model with its normalisation."""
     cands, models = [], {}
-    providers = ort_providers(cfg.bench.ort_provider) if any(t.startswith("ort") for t in cfg.bench.targets) else []
+    providers = (
+        ort_providers(cfg.bench.ort_provider)
+        if any(parse_target(t).runtime == "ort" for t in cfg.bench.targets)
+        else []
+    )
     for role in layout.ROLES:
         weights = layout.require(ctx.run_dir, layout.weights(role), role)
         model, recipe = load_model(weights)

@@ -11,7 +11,6 @@ from __future__ import annotations
 from lfcc_pipeline.core import layout
 from lfcc_pipeline.core.config import RunConfig, as_dict
 from lfcc_pipeline.core.errors import ConfigError
-from lfcc_pipeline.core.layout import engine_builds
 from lfcc_pipeline.core.stage import Stage, StageContext, StageResult
 from lfcc_pipeline.core.targets import parse_target
 from lfcc_pipeline.runtimes.targets import check_runnable
@@ -37,7 +36,7 @@ def config_slice(cfg: RunConfig) -> dict:
     b = as_dict(cfg.build)
     b.pop("timing_cache")  # a cache makes builds faster, not different
     b["max_batch"] = cfg.build.resolved_max(cfg.bench.batch_size)
-    return {"build": b, "builds": engine_builds(cfg), "machine": machine() if needed(cfg) else None}
+    return {"build": b, "builds": layout.engine_builds(cfg), "machine": machine() if needed(cfg) else None}
 
 
 def _source(cfg: RunConfig, ctx: StageContext, role: str, target: str, trt_version: str):
@@ -56,12 +55,12 @@ def _source(cfg: RunConfig, ctx: StageContext, role: str, target: str, trt_versi
 def run(cfg: RunConfig, ctx: StageContext) -> StageResult:
     from lfcc_pipeline.runtimes.trt_engine import engine_json, import_tensorrt
 
-    if not engine_builds(cfg):
+    if not layout.engine_builds(cfg):
         raise ConfigError("the build stage has no TensorRT target", "add --target trt-fp16 (or trt-fp32, trt-int8)")
     version = import_tensorrt().__version__
     cache = cfg.build.timing_cache or ctx.path(layout.TIMING_CACHE)
     outputs, lines = [], []
-    for role, target in engine_builds(cfg):
+    for role, target in layout.engine_builds(cfg):
         rel = layout.engine(role, target)
         onnx, calib = _source(cfg, ctx, role, target, version)
         meta = build_target(BuildRequest.from_config(cfg, onnx, target, ctx.path(rel), calib, cache))

@@ -13,7 +13,7 @@ from lfcc_pipeline.runtimes.trt_install import needs_calibration
 
 # run-directory file -> name in the bundle (optional ones are copied where calibrate made them)
 MODELS = {
-    layout.STUDENT_ONNX: "student.onnx",
+    layout.onnx("student"): "student.onnx",
     layout.calib_model("student", "int8.cpu"): "student.int8.onnx",
     layout.calib_model("student", "fp16"): "student.fp16.onnx",
     layout.calib_model("student", "int8.trt"): "student.int8.qdq.onnx",
@@ -73,7 +73,7 @@ def config_slice(cfg: RunConfig) -> dict:
 
 
 def run(cfg: RunConfig, ctx: StageContext) -> StageResult:
-    src = layout.require(ctx.run_dir, layout.STUDENT_ONNX, "export")
+    src = layout.require(ctx.run_dir, layout.onnx("student"), "export")
     meta = read_metadata(src)
     pre = preprocess_of(meta, src)
     labels = json.loads(meta["lfcc.labels"])
@@ -81,7 +81,7 @@ def run(cfg: RunConfig, ctx: StageContext) -> StageResult:
     for rel, name in MODELS.items():
         path = ctx.path(rel)
         # calib/ files are only current when this run's targets had calibrate run (else an older export's)
-        if path.is_file() and (rel == layout.STUDENT_ONNX or needs_calibration(cfg.bench.targets)):
+        if path.is_file() and (rel == layout.onnx("student") or needs_calibration(cfg.bench.targets)):
             write_bytes(ctx.path(f"bundle/{name}"), path.read_bytes())
             outputs.append(f"bundle/{name}")
             rows += f"| {name} | {WHAT[name]} ({path.stat().st_size / 1e6:.1f} MB) |\n"

@@ -130,7 +130,7 @@ def evaluate(cfg: RunConfig, ctx: StageContext, pre: Preprocess, produced: dict[
     split = _val_subset(cfg)
     batches = _batches(cfg, split)
     norm = Normalization(tuple(pre.mean), tuple(pre.std))
-    runners = {"fp32": OrtRunner(ctx.path(layout.STUDENT_ONNX), "fp32")}
+    runners = {"fp32": OrtRunner(ctx.path(layout.onnx("student")), "fp32")}
     for flavour, p in produced.items():
         runners[flavour] = OrtRunner(p.path, PRECISION[flavour])
     logits: dict[str, list[torch.Tensor]] = {k: [] for k in runners}
@@ -171,7 +171,7 @@ def gate(cfg: RunConfig, accuracy: dict) -> list[str]:
 
 def run(cfg: RunConfig, ctx: StageContext) -> StageResult:
     s = QuantSpec.from_config(cfg.calib)
-    student_onnx = layout.require(ctx.run_dir, layout.STUDENT_ONNX, "export")
+    student_onnx = layout.require(ctx.run_dir, layout.onnx("student"), "export")
     student_pre = _preprocess_of(graph.load(student_onnx), student_onnx)
     cs = _calibset(cfg, student_pre)
     origin = str(cfg.calib.file) if cfg.calib.file else CALIB_NPZ

@@ -41,7 +41,7 @@ def run(cfg: RunConfig, ctx: StageContext) -> StageResult:
     teacher = None
     norm_teacher = None
     if method.needs_teacher:
-        teacher, _ = load_model(layout.require(ctx.run_dir, layout.TEACHER_WEIGHTS, "teacher"))
+        teacher, _ = load_model(layout.require(ctx.run_dir, layout.weights("teacher"), "teacher"))
         norm_teacher = normalization(teacher)
     seed_everything(cfg.seed)
     student, recipe = create_model(cfg.models.student, ds.num_classes, size)
@@ -54,7 +54,7 @@ def run(cfg: RunConfig, ctx: StageContext) -> StageResult:
     if not metrics:
         return StageResult(outputs=[])
     return StageResult(
-        outputs=[layout.STUDENT_WEIGHTS, layout.STUDENT_METRICS],
+        outputs=[layout.weights("student"), layout.metrics("student")],
         metrics={k: metrics[k] for k in ("method", "val_top1", "test_top1")},
         summary=f"student {cfg.models.student} ({method.name}): test top-1 {metrics['test_top1']:.2f}%",
     )

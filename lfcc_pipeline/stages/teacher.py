@@ -86,7 +86,7 @@ def run(cfg: RunConfig, ctx: StageContext) -> StageResult:
     if not metrics:
         return StageResult(outputs=[])
     return StageResult(
-        outputs=[layout.TEACHER_WEIGHTS, layout.TEACHER_METRICS],
+        outputs=[layout.weights("teacher"), layout.metrics("teacher")],
         metrics={k: metrics[k] for k in ("source", "val_top1", "test_top1")},
         summary=f"teacher {cfg.models.teacher} ({source}): test top-1 {metrics['test_top1']:.2f}%",
     )
