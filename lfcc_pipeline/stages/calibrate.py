@@ -237,10 +237,19 @@ def run(cfg: RunConfig, ctx: StageContext) -> StageResult:
     return StageResult(outputs=outputs, metrics=metrics, summary=summary)
 
 
+def check(cfg: RunConfig) -> None:
+    """A calibration set the training split can hold (size, every class present), before any training."""
+    if not needed(cfg) or cfg.calib.file is not None:
+        return
+    ds = dataset(cfg)
+    stratified_indices(ds.train.labels.numpy(), ds.num_classes, cfg.calib.size, cfg.seed, ds.classes)
+
+
 STAGE = Stage(
     "calibrate",
     ("export",),
     run,
     config_slice,
     needed=needed,
+    check=check,
 )

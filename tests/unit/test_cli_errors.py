@@ -30,6 +30,8 @@ def invoke(args, tmp_path):
         (["run", *BASE, "--no-such-flag"], "No such option"),
         (["run", *BASE, "--teacher-weights", "/no/such/file.pt"], "does not exist"),
         (["run", *BASE, "--stop-after", "deploy"], "deploy"),
+        # the calibration set is checked against the training split before the teacher trains
+        (["run", *BASE, "--train-subset", "64", "--batch-size", "16", "--target", "ort-int8"], "--calib-size 512"),
     ],
 )
 def test_bad_input_is_one_line(args, words, tmp_path):
@@ -39,6 +41,7 @@ def test_bad_input_is_one_line(args, words, tmp_path):
     assert len(lines) == 1, r.output
     assert lines[0].startswith("error: ") and words in lines[0], lines[0]
     assert "Traceback" not in r.output
+    assert not (tmp_path / "run" / "teacher").exists()  # failed before any stage ran
 
 
 def test_every_command_has_help_with_an_example():
