@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import traceback
@@ -11,25 +12,8 @@ from typing import Any
 import click
 
 from lfcc_pipeline import __version__
-from lfcc_pipeline.core.config import (
-    CALIB_METHODS,
-    CALIB_TOOLS,
-    DEVICES,
-    EXPORTERS,
-    OPTIMIZERS,
-    PRECISIONS,
-    TARGETS,
-    BenchConfig,
-    BuildConfig,
-    CalibConfig,
-    DataConfig,
-    DistillConfig,
-    ExportConfig,
-    ModelsConfig,
-    OptimConfig,
-    RunConfig,
-    TrainConfig,
-)
+from lfcc_pipeline.cli_options import config_from_context, option_decorators
+from lfcc_pipeline.core.config import BenchConfig
 from lfcc_pipeline.core.errors import DISK_FULL, ConfigError, LfccError
 from lfcc_pipeline.core.progress import setup_logging
 
@@ -74,386 +58,29 @@ def _fail(line: str, code: int) -> None:
     sys.exit(code)
 
 
-def _int_list(value: str | None) -> tuple[int, ...] | None:
-    if value is None or value == "":
-        return None
-    try:
-        return tuple(int(v) for v in value.replace(" ", "").split(","))
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a comma-separated list of integers") from None
-
-
-def _pairs(value: str | None) -> tuple[tuple[int, int], ...] | None:
-    if value is None or value == "":
-        return None
-    try:
-        pairs = [p.split(":") for p in value.replace(" ", "").split(",")]
-        return tuple((int(t), int(s)) for t, s in pairs)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a list of TEACHER:STUDENT tap indices like 3:1,7:2") from None
-
-
-def _pair(value: str | None) -> tuple[int, int] | None:
-    pairs = _pairs(value)
-    if pairs is not None and len(pairs) != 1:
-        raise click.BadParameter(f"{value!r} is not one TEACHER:STUDENT pair of tap indices like 2:3")
-    return pairs[0] if pairs else None
-
-
 def shared_options(fn):
-    """Options shared by `run` and the stage commands (DESIGN.md section 4)."""
+    """The options of `run` and the stage commands (DESIGN.md section 4): one per config field (generated
+    from the dataclasses' metadata, core/options.py), then the ones that steer the command itself."""
     opts = [
-        click.option("--teacher", default="deit_s", show_default=True, help="Teacher: short name or any timm name."),
-        click.option("--student", default="resnet18", show_default=True, help="Student: short name or timm name."),
-        click.option("--method", default="lfcc", show_default=True, help="Method: lfcc, ofa, cakd, tas, kd, none."),
-        click.option(
-            "--target",
-            "targets",
-            multiple=True,
-            metavar="T",
-            help=f"Deployment target, repeatable: {', '.join(TARGETS)}. [default: torch, ort-fp32]",
-        ),
-        click.option(
-            "--data",
-            default="cifar100",
-            show_default=True,
-            help="fashion-mini | fashion-mnist[:DIR] | cifar100[:DIR] | imagefolder:DIR",
-        ),
-        click.option(
-            "--out",
-            type=click.Path(path_type=Path),
-            default=None,
-            help="Run directory. [default: runs/<teacher>-<student>-<method>]",
-        ),
-        click.option("--epochs", type=int, default=20, show_default=True, help="Student (distillation) epochs."),
-        click.option(
-            "--teacher-epochs",
-            type=int,
-            default=10,
-            show_default=True,
-            help="Teacher fine-tuning/training epochs (0: use the weights as they are).",
-        ),
-        click.option("--img-size", type=int, default=None, help="Input size in pixels. [default: the teacher's]"),
-        click.option("--batch-size", type=int, default=64, show_default=True, help="Training batch size."),
-        click.option("--device", default="auto", show_default=True, help=f"{' | '.join(DEVICES)}"),
-        click.option("--seed", type=int, default=0, show_default=True, help="Seed for splits, init and data order."),
-        click.option(
-            "--teacher-weights",
-            type=click.Path(path_type=Path),
-            default=None,
-            help="Teacher weights: .safetensors or a torch state_dict (loaded with weights_only=True).",
-        ),
-        click.option(
-            "--pretrained/--no-pretrained",
-            default=None,
-            help="Use timm pretrained teacher weights. [default: when the hub is reachable]",
-        ),
-        click.option("--lr", type=float, default=1e-3, show_default=True, help="Learning rate."),
-        click.option(
-            "--teacher-lr", type=float, default=None, help="Teacher lr. [default: lr, or lr/10 if pretrained]"
-        ),
-        click.option("--optimizer", default="adamw", show_default=True, help=" | ".join(OPTIMIZERS)),
-        click.option("--weight-decay", type=float, default=0.05, show_default=True),
-        click.option("--warmup-epochs", type=float, default=1.0, show_default=True),
-        click.option("--label-smoothing", type=float, default=0.0, show_default=True),
-        click.option("--schedule", default="cosine", show_default=True, help="cosine | step (lr decay)."),
-        click.option("--step-epochs", type=int, default=30, show_default=True, help="step schedule: decay period."),
+        *option_decorators(),
+        click.option("--config", type=click.Path(path_type=Path), default=None, metavar="FILE",
+                     help="Read options from a YAML file (a run's config.yaml reproduces it); flags given win."),
         click.option("--preset", default=None, help="The papers' recipes: cifar100 | imagenet (explicit options win)."),
-        click.option("--grad-clip", type=float, default=None, help="Clip the gradient norm to this value."),
-        click.option(
-            "--precision",
-            default="auto",
-            show_default=True,
-            help=f"{' | '.join(PRECISIONS)} (auto: bf16/fp16 autocast on CUDA, fp32 on CPU)",
-        ),
-        click.option(
-            "--channels-last/--no-channels-last",
-            default=None,
-            help="channels-last memory format for training. [default: on CUDA]",
-        ),
-        click.option("--compile", "compile_", is_flag=True, help="torch.compile the training step."),
-        click.option(
-            "--ckpt-every",
-            type=int,
-            default=200,
-            show_default=True,
-            help="Steps between mid-epoch checkpoints (one is also written every epoch).",
-        ),
-        click.option("--workers", type=int, default=2, show_default=True, help="Data loader workers (image folders)."),
-        click.option(
-            "--train-subset",
-            type=int,
-            default=None,
-            help="Train on a stratified subset of N images (the same for every --seed).",
-        ),
-        click.option(
-            "--val-fraction",
-            type=float,
-            default=0.1,
-            show_default=True,
-            help="Share of the training split held out for validation.",
-        ),
-        click.option("--ce-weight", type=float, default=1.0, show_default=True, help="Cross-entropy weight."),
-        click.option("--kd-weight", type=float, default=1.0, show_default=True, help="Logit KD weight (kd, lfcc)."),
-        click.option("--kd-temperature", type=float, default=4.0, show_default=True, help="Logit KD temperature."),
-        click.option("--lfcc-weight", type=float, default=2.0, show_default=True, help="LFCC contrastive loss weight."),
-        click.option(
-            "--lfcc-stages",
-            default=None,
-            metavar="T:S,...",
-            help="LFCC tap pairs (teacher:student feature_info indices). [default: auto]",
-        ),
-        click.option("--lfcc-num-stages", type=int, default=3, show_default=True, help="Auto-chosen LFCC stage pairs."),
-        click.option("--lfcc-scales", default="1,2,4", show_default=True, help="Low-pass grid sizes (average pools)."),
-        click.option("--lfcc-dim", type=int, default=128, show_default=True, help="LFCC embedding size."),
-        click.option("--lfcc-temperature", type=float, default=0.1, show_default=True, help="InfoNCE temperature."),
-        click.option("--ofa-weight", type=float, default=1.0, show_default=True, help="OFA branch loss weight."),
-        click.option("--ofa-eps", type=float, default=1.5, show_default=True, help="OFA target-enhancement exponent."),
-        click.option("--ofa-temperature", type=float, default=1.0, show_default=True, help="OFA temperature."),
-        click.option(
-            "--ofa-stages",
-            default=None,
-            metavar="I,...",
-            help="Student taps with OFA branches (feature_info indices). [default: 4 spread over depth]",
-        ),
-        click.option(
-            "--cakd-pca-weight",
-            type=float,
-            default=1.0,
-            show_default=True,
-            help="CAKD attention-projector loss weight.",
-        ),
-        click.option(
-            "--cakd-gl-weight", type=float, default=1.0, show_default=True, help="CAKD group-wise linear loss weight."
-        ),
-        click.option(
-            "--cakd-replace-prob",
-            type=float,
-            default=0.5,
-            show_default=True,
-            help="CAKD: chance that an entry of the student's Q/K/V is replaced by the teacher's.",
-        ),
-        click.option(
-            "--cakd-multiview/--no-cakd-multiview",
-            default=False,
-            show_default=True,
-            help="CAKD multi-view robust training (augmented views + discriminator; twice the compute).",
-        ),
-        click.option(
-            "--cakd-adv-weight", type=float, default=0.1, show_default=True, help="CAKD adversarial gradient factor."
-        ),
-        click.option(
-            "--cakd-taps",
-            default=None,
-            metavar="T:S",
-            help="CAKD: the teacher and student taps the projectors align. [default: the last of each]",
-        ),
-        click.option("--tas-nce-weight", type=float, default=1.0, show_default=True, help="TAS InfoNCE weight."),
-        click.option("--tas-dim", type=int, default=128, show_default=True, help="TAS embedding size."),
-        click.option("--tas-temperature", type=float, default=0.1, show_default=True, help="TAS InfoNCE temperature."),
-        click.option(
-            "--tas-split",
-            default=None,
-            metavar="T:S",
-            help="TAS assistant: teacher tap its teacher part starts after, student tap feeding the bridge. "
-            "[default: the end of the third of four stages]",
-        ),
-        click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset."),
-        click.option("--exporter", default="torchscript", show_default=True, help=" | ".join(EXPORTERS)),
-        click.option("--bench-iters", type=int, default=100, show_default=True, help="Timed calls (10 s at most)."),
-        click.option("--bench-warmup", type=int, default=10, show_default=True, help="Untimed warm-up calls."),
-        click.option("--bench-batch", type=int, default=32, show_default=True, help="Batch size for throughput."),
-        click.option("--bench-max-images", type=int, default=None, help="Cap on test images for accuracy."),
-        click.option(
-            "--ort-provider",
-            default="cpu",
-            show_default=True,
-            help="ONNX Runtime provider for ort-* targets: cpu | cuda | tensorrt.",
-        ),
-        click.option("--threads", type=int, default=None, help="CPU threads for torch/ONNX Runtime in bench."),
-        click.option(
-            "--no-rebuild",
-            is_flag=True,
-            help="Fail instead of rerunning a stage whose artifact changed since it was written.",
-        ),
-        *calib_options(),
-        *build_options(),
+        click.option("--no-rebuild", is_flag=True,
+                     help="Fail instead of rerunning a stage whose artifact changed since it was written."),
         click.option("--force", is_flag=True, help="Rerun every stage, ignoring finished ones and checkpoints."),
         click.option("--debug", is_flag=True, help="Show Python tracebacks."),
-    ]
+    ]  # fmt: skip
     for opt in reversed(opts):
         fn = opt(fn)
     return fn
-
-
-def build_options() -> list:
-    """Options of TensorRT engine building (the build stage and the standalone `build --onnx`)."""
-    return [
-        click.option("--min-batch", type=int, default=1, show_default=True, help="Smallest batch the engine takes."),
-        click.option("--opt-batch", type=int, default=1, show_default=True, help="Batch TensorRT tunes kernels for."),
-        click.option(
-            "--max-batch", type=int, default=None, help="Largest batch the engine takes. [default: --bench-batch]"
-        ),
-        click.option("--workspace", type=int, default=None, metavar="MB", help="TensorRT workspace limit in MiB."),
-        click.option(
-            "--timing-cache",
-            type=click.Path(path_type=Path),
-            default=None,
-            help="TensorRT timing cache, read and updated by every build. [default in a run: engines/timing.cache]",
-        ),
-    ]
-
-
-def build_config_from_options(o: dict[str, Any]) -> BuildConfig:
-    return BuildConfig(o["min_batch"], o["opt_batch"], o["max_batch"], o["workspace"], o["timing_cache"])
-
-
-def calib_options() -> list:
-    """Options of the calibrate stage (INT8 Q/DQ and FP16 models) and the INT8 accuracy gate."""
-    return [
-        click.option(
-            "--calib-size", type=int, default=512, show_default=True, help="Calibration images (per class evenly)."
-        ),
-        click.option("--calib-method", default="entropy", show_default=True, help=" | ".join(CALIB_METHODS)),
-        click.option(
-            "--calib-percentile", type=float, default=99.99, show_default=True, help="For --calib-method percentile."
-        ),
-        click.option("--calib-batch", type=int, default=32, show_default=True, help="Calibration batch size."),
-        click.option(
-            "--calib-tool",
-            default="auto",
-            show_default=True,
-            help=f"{' | '.join(CALIB_TOOLS)}: who makes the TensorRT-flavour INT8 and the FP16 models "
-            "(auto: NVIDIA ModelOpt where installed, else ONNX Runtime).",
-        ),
-        click.option(
-            "--calib-teacher/--no-calib-teacher",
-            default=True,
-            show_default=True,
-            help="Also make INT8/FP16 teacher models, so the report compares both on every target.",
-        ),
-        click.option(
-            "--calib-file",
-            type=click.Path(path_type=Path),
-            default=None,
-            help="Use this calib.npz (from an earlier run) instead of drawing a new set.",
-        ),
-        click.option(
-            "--calib-eval-images",
-            type=int,
-            default=1000,
-            show_default=True,
-            help="Validation images for calibrate's own INT8/FP16 accuracy check.",
-        ),
-        click.option(
-            "--max-int8-drop",
-            type=float,
-            default=1.0,
-            show_default=True,
-            help="Top-1 points an INT8 student may lose against the FP32 student before a warning.",
-        ),
-        click.option("--strict", is_flag=True, help="Fail instead of warning when --max-int8-drop is exceeded."),
-    ]
-
-
-def calib_config_from_options(o: dict[str, Any]) -> CalibConfig:
-    return CalibConfig(
-        size=o["calib_size"],
-        method=o["calib_method"],
-        percentile=o["calib_percentile"],
-        batch_size=o["calib_batch"],
-        tool=o["calib_tool"],
-        teacher=o["calib_teacher"],
-        file=o["calib_file"],
-        eval_images=o["calib_eval_images"],
-        max_int8_drop=o["max_int8_drop"],
-        strict=o["strict"],
-    )
-
-
-def config_from_options(o: dict[str, Any]) -> RunConfig:
-    """Map the shared options onto RunConfig (validation happens in the library)."""
-    return RunConfig(
-        models=ModelsConfig(o["teacher"], o["student"], o["img_size"], o["teacher_weights"], o["pretrained"]),
-        data=DataConfig(o["data"], o["val_fraction"], o["workers"], o["train_subset"]),
-        train=TrainConfig(
-            epochs=o["epochs"],
-            teacher_epochs=o["teacher_epochs"],
-            batch_size=o["batch_size"],
-            precision=o["precision"],
-            ckpt_every=o["ckpt_every"],
-            channels_last=o["channels_last"],
-            compile=o["compile_"],
-            optim=OptimConfig(
-                o["optimizer"],
-                o["lr"],
-                o["teacher_lr"],
-                o["weight_decay"],
-                0.9,
-                o["warmup_epochs"],
-                o["label_smoothing"],
-                o["grad_clip"],
-                o["schedule"],
-                o["step_epochs"],
-            ),
-        ),
-        distill=DistillConfig(
-            method=o["method"],
-            ce_weight=o["ce_weight"],
-            kd_weight=o["kd_weight"],
-            kd_temperature=o["kd_temperature"],
-            lfcc_weight=o["lfcc_weight"],
-            lfcc_stages=_pairs(o["lfcc_stages"]),
-            lfcc_num_stages=o["lfcc_num_stages"],
-            lfcc_scales=_int_list(o["lfcc_scales"]) or (),
-            lfcc_dim=o["lfcc_dim"],
-            lfcc_temperature=o["lfcc_temperature"],
-            ofa_weight=o["ofa_weight"],
-            ofa_eps=o["ofa_eps"],
-            ofa_temperature=o["ofa_temperature"],
-            ofa_stages=_int_list(o["ofa_stages"]),
-            cakd_pca_weight=o["cakd_pca_weight"],
-            cakd_gl_weight=o["cakd_gl_weight"],
-            cakd_replace_prob=o["cakd_replace_prob"],
-            cakd_multiview=o["cakd_multiview"],
-            cakd_adv_weight=o["cakd_adv_weight"],
-            cakd_taps=_pair(o["cakd_taps"]),
-            tas_nce_weight=o["tas_nce_weight"],
-            tas_dim=o["tas_dim"],
-            tas_temperature=o["tas_temperature"],
-            tas_split=_pair(o["tas_split"]),
-        ),
-        export=ExportConfig(opset=o["opset"], exporter=o["exporter"]),
-        calib=calib_config_from_options(o),
-        build=build_config_from_options(o),
-        bench=BenchConfig(
-            targets=tuple(o["targets"]) or ("torch", "ort-fp32"),
-            warmup=o["bench_warmup"],
-            iters=o["bench_iters"],
-            batch_size=o["bench_batch"],
-            threads=o["threads"],
-            max_images=o["bench_max_images"],
-            ort_provider=o["ort_provider"],
-        ),
-        out=o["out"],
-        device=o["device"],
-        seed=o["seed"],
-    )
 
 
 def _execute(opts: dict[str, Any], until: str | None, stop_after: str | None) -> None:
     from lfcc_pipeline.pipeline.runner import run_pipeline
 
     setup_logging(opts["debug"])
-    cfg = config_from_options(opts)
-    if opts["preset"]:
-        from click.core import ParameterSource
-
-        from lfcc_pipeline.presets import apply_preset
-
-        ctx = click.get_current_context()
-        explicit = frozenset(k for k in opts if ctx.get_parameter_source(k) not in (ParameterSource.DEFAULT, None))
-        cfg = apply_preset(cfg, opts["preset"], explicit)
+    cfg = config_from_context(opts, click.get_current_context())
     report = run_pipeline(cfg, until=until, stop_after=stop_after, force=opts["force"], rebuild=not opts["no_rebuild"])
     if not report.is_main:
         return
@@ -561,26 +188,27 @@ def build_cmd(onnx: Path | None, calib: Path | None, **opts: Any) -> None:
     """
     from lfcc_pipeline.core.targets import TRT_TARGETS
 
+    cfg = config_from_context(opts, click.get_current_context())
+    targets = cfg.bench.targets
     if onnx is None:
         if calib is not None:
             raise ConfigError("--calib goes with --onnx", "in a run directory the calibrate stage makes the models")
-        if not any(t in TRT_TARGETS for t in opts["targets"]):
+        if not any(t in TRT_TARGETS for t in targets):
             raise ConfigError("build needs a TensorRT target", "add --target trt-fp16 (or trt-fp32, trt-int8)")
         _execute(opts, "build", None)
         return
     from lfcc_pipeline.runtimes.trt_build import BuildRequest, build_target, default_engine_path
 
     setup_logging(opts["debug"])
-    targets = opts["targets"]
-    if not targets or any(t not in TRT_TARGETS for t in targets):
+    if any(t not in TRT_TARGETS for t in targets):
         raise ConfigError(f"build --onnx needs --target {' | '.join(TRT_TARGETS)}", "e.g. --target trt-fp16")
-    if opts["out"] is not None and len(targets) > 1:
+    if cfg.out is not None and len(targets) > 1:
         raise ConfigError("--out names one engine file, and several --target were given", "build one target per call")
-    cfg = config_from_options(
-        {**opts, "targets": ()}
+    cfg = dataclasses.replace(
+        cfg, bench=BenchConfig()
     ).validate()  # no run here: --bench-batch does not bound the profile
     for target in targets:
-        engine = opts["out"] or default_engine_path(onnx, target)
+        engine = cfg.out or default_engine_path(onnx, target)
         meta = build_target(BuildRequest.from_config(cfg, onnx, target, engine, calib, cfg.build.timing_cache))
         click.echo(f"{engine}: TensorRT {meta['tensorrt']} {meta['precision']} engine for {meta['gpu']}, "
                    f"batch {meta['profile']['min'][0]}..{meta['profile']['max'][0]}, "
@@ -615,9 +243,9 @@ def bench_cmd(models: tuple[Path, ...], cuda_graph: bool, **opts: Any) -> None:
     from lfcc_pipeline.benchmark.standalone import bench_files
 
     setup_logging(opts["debug"])
-    cfg = config_from_options(opts).validate()
-    out = opts["out"] or Path("bench-report")
-    rows = bench_files(list(models), opts["data"], out, cfg.bench, opts["ort_provider"], cuda_graph)
+    cfg = config_from_context(opts, click.get_current_context()).validate()
+    out = cfg.out or Path("bench-report")
+    rows = bench_files(list(models), cfg.data.spec, out, cfg.bench, cfg.bench.ort_provider, cuda_graph)
     click.echo(markdown_table(rows))
     click.echo(f"report: {out}", err=True)
 

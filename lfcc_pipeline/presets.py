@@ -16,32 +16,17 @@ student family, as in the official configs (CNN students: SGD; ViT/MLP students:
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from typing import Any
 
 from lfcc_pipeline.core.config import RunConfig
 from lfcc_pipeline.core.errors import ConfigError
+from lfcc_pipeline.core.options import dest_of, opt_of, replace_at, walk
 
 PRESETS = ("cifar100", "imagenet")
 
-# option name -> (config section path, field)
-FIELDS: dict[str, tuple[str, str]] = {
-    "img_size": ("models", "img_size"),
-    "pretrained": ("models", "pretrained"),
-    "epochs": ("train", "epochs"),
-    "teacher_epochs": ("train", "teacher_epochs"),
-    "batch_size": ("train", "batch_size"),
-    "optimizer": ("train.optim", "optimizer"),
-    "lr": ("train.optim", "lr"),
-    "teacher_lr": ("train.optim", "teacher_lr"),
-    "weight_decay": ("train.optim", "weight_decay"),
-    "warmup_epochs": ("train.optim", "warmup_epochs"),
-    "label_smoothing": ("train.optim", "label_smoothing"),
-    "grad_clip": ("train.optim", "grad_clip"),
-    "schedule": ("train.optim", "schedule"),
-    "step_epochs": ("train.optim", "step_epochs"),
-}
+# option name (as click names it) -> the config field it sets
+FIELDS: dict[str, tuple[str, ...]] = {dest_of(f): path for path, f, _ in walk(RunConfig()) if opt_of(f) is not None}
 
 
 def preset_options(name: str, student_family: str) -> dict[str, Any]:
@@ -71,16 +56,5 @@ def apply_preset(cfg: RunConfig, name: str, keep: frozenset[str] = frozenset()) 
 
     for option, value in preset_options(name, resolve(cfg.models.student).family).items():
         if option not in keep:
-            cfg = _set(cfg, *FIELDS[option], value)
+            cfg = replace_at(cfg, FIELDS[option], value)
     return cfg
-
-
-def _set(cfg: RunConfig, section: str, field: str, value: Any) -> RunConfig:
-    parts = section.split(".")
-    objs = [cfg]
-    for p in parts:
-        objs.append(getattr(objs[-1], p))
-    new = dataclasses.replace(objs[-1], **{field: value})
-    for obj, p in zip(reversed(objs[:-1]), reversed(parts), strict=True):
-        new = dataclasses.replace(obj, **{p: new})
-    return new

@@ -1,4 +1,5 @@
-"""Typed configuration for a pipeline run. click only maps flags onto these dataclasses."""
+"""Typed configuration for a pipeline run. Each field states its own flag, help and check (core/options.py);
+the CLI, presets, config files and validation derive from them."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from lfcc_pipeline.core.errors import ConfigError
+from lfcc_pipeline.core.options import Check, at_least, in_range, non_negative, option, positive, validate_fields
 from lfcc_pipeline.core.targets import TARGETS, TRT_TARGETS  # the target table lives in core/targets.py
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -18,86 +20,118 @@ SCHEDULES = ("cosine", "step")
 EXPORTERS = ("torchscript", "dynamo")
 CALIB_METHODS = ("max", "entropy", "percentile")
 CALIB_TOOLS = ("auto", "modelopt", "ort")
+ORT_PROVIDERS = ("cpu", "cuda", "tensorrt")
+
+
+def _img_size(flag: str, value: int) -> None:
+    positive(flag, value)
+    if value < 16:
+        raise ConfigError(f"{flag} {value} is too small", "use at least 16")
+
+
+def _opset(flag: str, value: int) -> None:
+    if value < 13:
+        raise ConfigError(f"{flag} {value} is too old", "use 13 or newer (17 is the default)")
+
+
+def _existing_file(what: str) -> Check:
+    def check(flag: str, value: Path) -> None:
+        if not Path(value).is_file():
+            raise ConfigError(f"{flag} {value} does not exist", what)
+
+    return check
 
 
 @dataclass(frozen=True)
 class ModelsConfig:
-    teacher: str = "deit_s"
-    student: str = "resnet18"
-    img_size: int | None = None  # None: the teacher's default input size
-    teacher_weights: Path | None = None
-    pretrained: bool | None = None  # None: use timm pretrained weights where the hub is reachable
+    teacher: str = option("deit_s", help="Teacher: short name or any timm name.")
+    student: str = option("resnet18", help="Student: short name or timm name.")
+    img_size: int | None = option(None, help="Input size in pixels. [default: the teacher's]", check=_img_size)
+    teacher_weights: Path | None = option(
+        None, help="Teacher weights: .safetensors or a torch state_dict (loaded with weights_only=True)."
+    )
+    pretrained: bool | None = option(  # None: use timm pretrained weights where the hub is reachable
+        None, negatable=True, help="Use timm pretrained teacher weights. [default: when the hub is reachable]"
+    )
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    spec: str = "cifar100"
-    val_fraction: float = 0.1
-    workers: int = 2
-    train_subset: int | None = None  # a stratified subset of the training split (same images for every seed)
+    spec: str = option(
+        "cifar100", flag="--data", help="fashion-mini | fashion-mnist[:DIR] | cifar100[:DIR] | imagefolder:DIR"
+    )
+    val_fraction: float = option(
+        0.1, help="Share of the training split held out for validation.", check=in_range(0, 1, True, True)
+    )
+    workers: int = option(2, help="Data loader workers (image folders).", check=non_negative)
+    train_subset: int | None = option(  # a stratified subset of the training split (same images for every seed)
+        None, help="Train on a stratified subset of N images (the same for every --seed).", check=positive
+    )
 
 
 @dataclass(frozen=True)
 class OptimConfig:
-    optimizer: str = "adamw"
-    lr: float = 1e-3
-    teacher_lr: float | None = None  # None: lr (from scratch) or lr / 10 (fine-tuning pretrained)
-    weight_decay: float = 0.05
+    optimizer: str = option("adamw", help=" | ".join(OPTIMIZERS), choices=OPTIMIZERS)
+    lr: float = option(1e-3, help="Learning rate.", check=positive)
+    teacher_lr: float | None = option(  # None: lr (from scratch) or lr / 10 (fine-tuning pretrained)
+        None, help="Teacher lr. [default: lr, or lr/10 if pretrained]", check=positive
+    )
+    weight_decay: float = option(0.05, check=non_negative)
     momentum: float = 0.9
-    warmup_epochs: float = 1.0
-    label_smoothing: float = 0.0
-    grad_clip: float | None = None
-    schedule: str = "cosine"  # cosine | step
-    step_epochs: int = 30  # step schedule: multiply the lr by step_gamma every step_epochs
+    warmup_epochs: float = option(1.0, check=non_negative)
+    label_smoothing: float = option(0.0, check=in_range(0, 1, high_open=True))
+    grad_clip: float | None = option(None, help="Clip the gradient norm to this value.", check=positive)
+    schedule: str = option("cosine", help="cosine | step (lr decay).", choices=SCHEDULES)
+    step_epochs: int = option(30, help="step schedule: decay period.", check=positive)  # lr x step_gamma every N
     step_gamma: float = 0.1
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 20
-    teacher_epochs: int = 10
-    batch_size: int = 64
-    precision: str = "auto"
-    ckpt_every: int = 200  # steps between mid-epoch checkpoints (and one at every epoch end)
-    channels_last: bool | None = None  # None: on CUDA
-    compile: bool = False
+    epochs: int = option(20, help="Student (distillation) epochs.", check=non_negative)
+    teacher_epochs: int = option(
+        10, help="Teacher fine-tuning/training epochs (0: use the weights as they are).", check=non_negative
+    )
+    batch_size: int = option(64, help="Training batch size.", check=positive)
+    precision: str = option(
+        "auto", help=f"{' | '.join(PRECISIONS)} (auto: bf16/fp16 autocast on CUDA, fp32 on CPU)", choices=PRECISIONS
+    )
+    ckpt_every: int = option(  # steps between mid-epoch checkpoints (and one at every epoch end)
+        200, help="Steps between mid-epoch checkpoints (one is also written every epoch).", check=positive
+    )
+    channels_last: bool | None = option(  # None: on CUDA
+        None, negatable=True, help="channels-last memory format for training. [default: on CUDA]"
+    )
+    compile: bool = option(False, is_flag=True, dest="compile_", help="torch.compile the training step.")
     optim: OptimConfig = field(default_factory=OptimConfig)
 
 
 @dataclass(frozen=True)
 class DistillConfig:
-    """Method choice and every method's hyper-parameters; each method reads only its own."""
+    """The method, the options every method shares, and each method's own options (methods/*.py):
+    `methods` maps a method's name to its options dataclass; a method missing there uses its defaults."""
 
-    method: str = "lfcc"
-    ce_weight: float = 1.0
-    kd_weight: float = 1.0
-    kd_temperature: float = 4.0
-    lfcc_weight: float = 2.0  # chosen on validation top-1 (benchmarks/compare_methods.py, README)
-    lfcc_stages: tuple[tuple[int, int], ...] | None = None  # (teacher idx, student idx); None: auto
-    lfcc_num_stages: int = 3
-    lfcc_scales: tuple[int, ...] = (1, 2, 4)
-    lfcc_dim: int = 128
-    lfcc_temperature: float = 0.1
-    ofa_weight: float = 1.0
-    ofa_eps: float = 1.5
-    ofa_temperature: float = 1.0
-    ofa_stages: tuple[int, ...] | None = None
-    cakd_pca_weight: float = 1.0  # partially cross attention projector: attention maps + value relations
-    cakd_gl_weight: float = 1.0  # group-wise linear projector: MSE to the teacher's last feature map
-    cakd_replace_prob: float = 0.5  # chance that an entry of the student's Q/K/V is replaced by the teacher's
-    cakd_multiview: bool = False  # multi-view robust training (a second augmented view + a discriminator)
-    cakd_adv_weight: float = 0.1  # gradient-reversal factor from the discriminator into the student
-    cakd_taps: tuple[int, int] | None = None  # (teacher tap, student tap) the projectors align; None: the last
-    tas_nce_weight: float = 1.0  # InfoNCE on pooled features, per pair (teacher-assistant-student)
-    tas_dim: int = 128
-    tas_temperature: float = 0.1
-    tas_split: tuple[int, int] | None = None  # (teacher tap the assistant's teacher part starts after, student tap)
+    method: str = option("lfcc", help="Method: {methods}.")
+    ce_weight: float = option(1.0, help="Cross-entropy weight.", check=non_negative)
+    kd_weight: float = option(1.0, help="Logit KD weight (kd, lfcc).", check=non_negative)
+    kd_temperature: float = option(4.0, help="Logit KD temperature.", check=positive)
+    methods: tuple[tuple[str, Any], ...] = field(default=(), metadata={"mapping": True})
+
+    def options(self, name: str) -> Any | None:
+        """Method `name`'s options, or None where they are not set (the method then uses its defaults)."""
+        return dict(self.methods).get(name)
+
+    def with_options(self, *opts: Any) -> DistillConfig:
+        """This config with the given method options dataclasses (each names its method in METHOD)."""
+        items = dict(self.methods)
+        items.update((type(o).METHOD, o) for o in opts)
+        return dataclasses.replace(self, methods=tuple(items.items()))
 
 
 @dataclass(frozen=True)
 class ExportConfig:
-    opset: int = 17
-    exporter: str = "torchscript"
+    opset: int = option(17, help="ONNX opset.", check=_opset)
+    exporter: str = option("torchscript", help=" | ".join(EXPORTERS), choices=EXPORTERS)
     parity_atol: float = 1e-3
     parity_rtol: float = 1e-3
     parity_min_agreement: float = 0.99
@@ -108,39 +142,86 @@ class ExportConfig:
 class CalibConfig:
     """The calibrate stage: calibration set, INT8 Q/DQ and FP16 models, and the INT8 accuracy gate."""
 
-    size: int = 512  # calibration images, class-stratified from the training split
-    method: str = "entropy"  # max | entropy | percentile
-    percentile: float = 99.99
-    batch_size: int = 32
-    tool: str = "auto"  # TensorRT-flavour INT8 and FP16: auto (NVIDIA ModelOpt where installed) | modelopt | ort
-    teacher: bool = True  # also calibrate the teacher, so the report compares both on the same targets
-    file: Path | None = None  # use this calib.npz instead of drawing one
-    eval_images: int | None = 1000  # validation images for the stage's own accuracy check (None: all)
-    max_int8_drop: float = 1.0  # top-1 points an INT8 student may lose against the FP32 student
-    strict: bool = False  # fail (instead of warn) beyond max_int8_drop
+    size: int = option(  # calibration images, class-stratified from the training split
+        512, flag="--calib-size", help="Calibration images (per class evenly).", check=positive
+    )
+    method: str = option("entropy", flag="--calib-method", help=" | ".join(CALIB_METHODS), choices=CALIB_METHODS)
+    percentile: float = option(
+        99.99, flag="--calib-percentile", help="For --calib-method percentile.", check=in_range(50, 100, low_open=True)
+    )
+    batch_size: int = option(32, flag="--calib-batch", help="Calibration batch size.", check=positive)
+    tool: str = option(  # auto: NVIDIA ModelOpt where installed
+        "auto",
+        flag="--calib-tool",
+        choices=CALIB_TOOLS,
+        help=f"{' | '.join(CALIB_TOOLS)}: who makes the TensorRT-flavour INT8 and the FP16 models "
+        "(auto: NVIDIA ModelOpt where installed, else ONNX Runtime).",
+    )
+    teacher: bool = option(  # also calibrate the teacher, so the report compares both on the same targets
+        True,
+        flag="--calib-teacher",
+        negatable=True,
+        help="Also make INT8/FP16 teacher models, so the report compares both on every target.",
+    )
+    file: Path | None = option(
+        None,
+        flag="--calib-file",
+        help="Use this calib.npz (from an earlier run) instead of drawing a new set.",
+        check=_existing_file("pass a calib.npz written by `calibrate`"),
+    )
+    eval_images: int | None = option(  # None: all validation images
+        1000, flag="--calib-eval-images", help="Validation images for calibrate's own INT8/FP16 accuracy check.",
+        check=positive,
+    )  # fmt: skip
+    max_int8_drop: float = option(
+        1.0,
+        help="Top-1 points an INT8 student may lose against the FP32 student before a warning.",
+        check=at_least(0, "the default is 1.0"),
+    )
+    strict: bool = option(False, is_flag=True, help="Fail instead of warning when --max-int8-drop is exceeded.")
 
 
 @dataclass(frozen=True)
 class BenchConfig:
-    targets: tuple[str, ...] = ("torch", "ort-fp32")
-    warmup: int = 10
-    iters: int = 100
+    targets: tuple[str, ...] = option(
+        ("torch", "ort-fp32"),
+        flag="--target",
+        dest="targets",
+        multiple=True,
+        metavar="T",
+        choices=TARGETS,
+        show_default=False,
+        help=f"Deployment target, repeatable: {', '.join(TARGETS)}. [default: torch, ort-fp32]",
+    )
+    warmup: int = option(10, flag="--bench-warmup", help="Untimed warm-up calls.", check=non_negative)
+    iters: int = option(100, flag="--bench-iters", help="Timed calls (10 s at most).", check=positive)
     max_seconds: float = 10.0  # per latency measurement; stops early after at least `warmup` iters
-    batch_size: int = 32  # throughput batch
-    threads: int | None = None  # None: the runtime's default
-    max_images: int | None = None  # cap on test images for accuracy (None: the whole test split)
-    ort_provider: str = "cpu"  # ONNX Runtime provider for ort-* targets: cpu | cuda | tensorrt
+    batch_size: int = option(32, flag="--bench-batch", help="Batch size for throughput.", check=positive)
+    threads: int | None = option(None, help="CPU threads for torch/ONNX Runtime in bench.", check=positive)
+    max_images: int | None = option(None, flag="--bench-max-images", help="Cap on test images for accuracy.",
+                                    check=positive)  # fmt: skip
+    ort_provider: str = option(
+        "cpu", help="ONNX Runtime provider for ort-* targets: cpu | cuda | tensorrt.", choices=ORT_PROVIDERS
+    )
 
 
 @dataclass(frozen=True)
 class BuildConfig:
     """TensorRT engine building (targets trt-*): the optimization profile of the dynamic batch axis."""
 
-    min_batch: int = 1
-    opt_batch: int = 1  # TensorRT tunes kernels for this batch; 1 = the latency an app sees per image
-    max_batch: int | None = None  # None: the larger of opt_batch and the throughput batch (--bench-batch)
-    workspace_mb: int | None = None  # None: TensorRT's default (all device memory)
-    timing_cache: Path | None = None  # None in a run: engines/timing.cache
+    min_batch: int = option(1, help="Smallest batch the engine takes.", check=positive)
+    opt_batch: int = option(  # 1 = the latency an app sees per image
+        1, help="Batch TensorRT tunes kernels for.", check=positive
+    )
+    max_batch: int | None = option(  # None: the larger of opt_batch and the throughput batch (--bench-batch)
+        None, help="Largest batch the engine takes. [default: --bench-batch]", check=positive
+    )
+    workspace_mb: int | None = option(  # None: TensorRT's default (all device memory)
+        None, flag="--workspace", metavar="MB", help="TensorRT workspace limit in MiB.", check=positive
+    )
+    timing_cache: Path | None = option(  # None in a run: engines/timing.cache
+        None, help="TensorRT timing cache, read and updated by every build. [default in a run: engines/timing.cache]"
+    )
 
     def resolved_max(self, bench_batch: int) -> int:
         return self.max_batch if self.max_batch is not None else max(self.opt_batch, bench_batch)
@@ -156,9 +237,9 @@ class RunConfig:
     calib: CalibConfig = field(default_factory=CalibConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
     build: BuildConfig = field(default_factory=BuildConfig)
-    out: Path | None = None
-    device: str = "auto"
-    seed: int = 0
+    out: Path | None = option(None, help="Run directory. [default: runs/<teacher>-<student>-<method>]")
+    device: str = option("auto", help=" | ".join(DEVICES), choices=DEVICES)
+    seed: int = option(0, help="Seed for splits, init and data order.")
 
     def run_dir(self) -> Path:
         if self.out is not None:
@@ -167,69 +248,11 @@ class RunConfig:
         return Path("runs") / f"{safe[0]}-{safe[1]}-{self.distill.method}"
 
     def validate(self) -> RunConfig:
-        """Check value ranges that do not need any model or dataset; raise ConfigError."""
-        _positive("--epochs", self.train.epochs, allow_zero=True)
-        _positive("--teacher-epochs", self.train.teacher_epochs, allow_zero=True)
-        _positive("--batch-size", self.train.batch_size)
-        _positive("--ckpt-every", self.train.ckpt_every)
-        if self.models.img_size is not None:
-            _positive("--img-size", self.models.img_size)
-            if self.models.img_size < 16:
-                raise ConfigError(f"--img-size {self.models.img_size} is too small", "use at least 16")
-        _positive("--lr", self.train.optim.lr)
-        if self.train.optim.teacher_lr is not None:
-            _positive("--teacher-lr", self.train.optim.teacher_lr)
-        if self.train.optim.weight_decay < 0:
-            raise ConfigError("--weight-decay must be >= 0", f"got {self.train.optim.weight_decay}")
-        if not 0 <= self.train.optim.label_smoothing < 1:
-            raise ConfigError("--label-smoothing must be in [0, 1)", f"got {self.train.optim.label_smoothing}")
-        if self.train.optim.grad_clip is not None:
-            _positive("--grad-clip", self.train.optim.grad_clip)
-        if self.train.optim.warmup_epochs < 0:
-            raise ConfigError("--warmup-epochs must be >= 0", f"got {self.train.optim.warmup_epochs}")
-        _choice("--optimizer", self.train.optim.optimizer, OPTIMIZERS)
-        _choice("--schedule", self.train.optim.schedule, SCHEDULES)
-        _positive("--step-epochs", self.train.optim.step_epochs)
-        _positive("--step-gamma", self.train.optim.step_gamma)
-        _choice("--precision", self.train.precision, PRECISIONS)
-        _choice("--device", self.device, DEVICES)
-        _choice("--exporter", self.export.exporter, EXPORTERS)
-        if not 0 < self.data.val_fraction < 1:
-            raise ConfigError("--val-fraction must be in (0, 1)", f"got {self.data.val_fraction}")
-        if self.data.train_subset is not None:
-            _positive("--train-subset", self.data.train_subset)
-        if self.data.workers < 0:
-            raise ConfigError("--workers must be >= 0", f"got {self.data.workers}")
-        if self.export.opset < 13:
-            raise ConfigError(f"--opset {self.export.opset} is too old", "use 13 or newer (17 is the default)")
+        """Check every option's value range and choices (from the fields' metadata), then the
+        combinations that need no model or dataset; raise ConfigError."""
         if not self.bench.targets:
             raise ConfigError("no --target given", f"pass one or more of {', '.join(TARGETS)}")
-        for t in self.bench.targets:
-            _choice("--target", t, TARGETS)
-        _positive("--bench-iters", self.bench.iters)
-        _positive("--bench-warmup", self.bench.warmup, allow_zero=True)
-        if self.bench.max_images is not None:
-            _positive("--bench-max-images", self.bench.max_images)
-        _positive("--bench-batch", self.bench.batch_size)
-        _choice("--ort-provider", self.bench.ort_provider, ("cpu", "cuda", "tensorrt"))
-        if self.bench.threads is not None:
-            _positive("--threads", self.bench.threads)
-        d = self.distill
-        for name in ("ce_weight", "kd_weight", "lfcc_weight", "ofa_weight", "cakd_pca_weight", "cakd_gl_weight",
-                     "cakd_adv_weight", "tas_nce_weight"):  # fmt: skip
-            if getattr(d, name) < 0:
-                raise ConfigError(f"--{name.replace('_', '-')} must be >= 0", f"got {getattr(d, name)}")
-        for name in ("kd_temperature", "lfcc_temperature", "ofa_temperature", "tas_temperature"):
-            _positive(f"--{name.replace('_', '-')}", getattr(d, name))
-        _positive("--lfcc-dim", d.lfcc_dim)
-        _positive("--lfcc-num-stages", d.lfcc_num_stages)
-        if not d.lfcc_scales or any(s <= 0 for s in d.lfcc_scales):
-            raise ConfigError("--lfcc-scales must be positive grid sizes", "e.g. --lfcc-scales 1,2,4")
-        if d.ofa_eps < 1:
-            raise ConfigError(f"--ofa-eps must be >= 1, got {d.ofa_eps}", "the OFA-KD papers use 1.0 to 1.6")
-        if not 0 <= d.cakd_replace_prob < 1:
-            raise ConfigError(f"--cakd-replace-prob must be in [0, 1), got {d.cakd_replace_prob}", "0.5 is the default")
-        _positive("--tas-dim", d.tas_dim)
+        validate_fields(self)
         validate_calib(self.calib)
         validate_build(self.build, self.bench.batch_size if any(t in TRT_TARGETS for t in self.bench.targets) else 0)
         return self
@@ -237,10 +260,7 @@ class RunConfig:
 
 def validate_build(b: BuildConfig, bench_batch: int = 0) -> None:
     """The batch profile must hold 1 <= min <= opt <= max, and max must cover the throughput batch."""
-    _positive("--min-batch", b.min_batch)
-    _positive("--opt-batch", b.opt_batch)
-    if b.max_batch is not None:
-        _positive("--max-batch", b.max_batch)
+    validate_fields(b)
     if bench_batch and b.min_batch != 1:
         raise ConfigError(
             f"--min-batch {b.min_batch}: bench measures the engines' latency at batch 1",
@@ -257,28 +277,17 @@ def validate_build(b: BuildConfig, bench_batch: int = 0) -> None:
             f"--max-batch {top} is smaller than the throughput batch --bench-batch {bench_batch}",
             f"use --max-batch {bench_batch} or more, or a smaller --bench-batch",
         )
-    if b.workspace_mb is not None:
-        _positive("--workspace", b.workspace_mb)
     if b.timing_cache is not None and Path(b.timing_cache).is_dir():
         raise ConfigError(f"--timing-cache {b.timing_cache} is a directory", "pass a file path, e.g. trt.cache")
 
 
 def validate_calib(c: CalibConfig) -> None:
-    _positive("--calib-size", c.size)
-    _positive("--calib-batch", c.batch_size)
+    validate_fields(c)
     if c.size < c.batch_size:
         raise ConfigError(
             f"--calib-size {c.size} is smaller than one calibration batch (--calib-batch {c.batch_size})",
             f"use --calib-size {c.batch_size} or more, or a smaller --calib-batch",
         )
-    _choice("--calib-method", c.method, CALIB_METHODS)
-    _choice("--calib-tool", c.tool, CALIB_TOOLS)
-    if not 50 < c.percentile <= 100:
-        raise ConfigError(f"--calib-percentile must be in (50, 100], got {c.percentile}", "e.g. 99.99")
-    if c.eval_images is not None:
-        _positive("--calib-eval-images", c.eval_images)
-    if c.max_int8_drop < 0:
-        raise ConfigError(f"--max-int8-drop must be >= 0 top-1 points, got {c.max_int8_drop}", "the default is 1.0")
     if c.tool == "modelopt":
         if importlib.util.find_spec("modelopt") is None:
             raise ConfigError(
@@ -290,25 +299,17 @@ def validate_calib(c: CalibConfig) -> None:
                 "ModelOpt's INT8 calibration offers max and entropy, not percentile",
                 "use --calib-method max or entropy, or --calib-tool ort",
             )
-    if c.file is not None and not Path(c.file).is_file():
-        raise ConfigError(f"--calib-file {c.file} does not exist", "pass a calib.npz written by `calibrate`")
-
-
-def _positive(flag: str, value: float, allow_zero: bool = False) -> None:
-    if value < 0 or (value == 0 and not allow_zero):
-        need = ">= 0" if allow_zero else "> 0"
-        raise ConfigError(f"{flag} must be {need}, got {value}")
-
-
-def _choice(flag: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ConfigError(f"unknown {flag} {value!r}", f"choose one of {', '.join(choices)}")
 
 
 def as_dict(obj: Any) -> Any:
     """A JSON-able view of a (nested) config dataclass: Paths as strings, tuples as lists."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: as_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return {
+            f.name: {k: as_dict(v) for k, v in getattr(obj, f.name)}
+            if f.metadata.get("mapping")
+            else as_dict(getattr(obj, f.name))
+            for f in dataclasses.fields(obj)
+        }
     if isinstance(obj, (list, tuple)):
         return [as_dict(v) for v in obj]
     if isinstance(obj, Path):

@@ -17,6 +17,7 @@ from lfcc_pipeline.core.errors import ArtifactError
 from lfcc_pipeline.core.targets import TRT_TARGETS
 
 ROLES = ("teacher", "student")
+CONFIG = "config.yaml"  # the run's resolved configuration (lfcc-pipeline run --config reproduces it)
 PARITY = "export/parity.json"
 CALIB_NPZ = "calib/calib.npz"
 CALIB_ACCURACY = "calib/accuracy.json"

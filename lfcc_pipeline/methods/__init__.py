@@ -1,17 +1,49 @@
-"""Distillation methods, one file each; register a new one with a line in METHODS."""
+"""Distillation methods, one file each: a module here that defines a Distiller subclass with a `name`
+is a method (its options dataclass, its flags and its place in `--method` come with it)."""
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
+import inspect
+import pkgutil
+from typing import Any
+
+from lfcc_pipeline.core.config import DistillConfig
 from lfcc_pipeline.core.errors import ConfigError
 from lfcc_pipeline.methods.base import Distiller
-from lfcc_pipeline.methods.cakd import CAKD
-from lfcc_pipeline.methods.kd import LogitKD
-from lfcc_pipeline.methods.lfcc import LFCC
-from lfcc_pipeline.methods.none import NoDistillation
-from lfcc_pipeline.methods.ofa import OFA
-from lfcc_pipeline.methods.tas import TAS
 
-METHODS: dict[str, type[Distiller]] = {m.name: m for m in (LFCC, OFA, CAKD, TAS, LogitKD, NoDistillation)}
+
+def _discover() -> dict[str, type[Distiller]]:
+    found: list[type[Distiller]] = []
+    for mod in pkgutil.iter_modules(__path__):
+        module = importlib.import_module(f"{__name__}.{mod.name}")
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if issubclass(cls, Distiller) and cls.__module__ == module.__name__ and "name" in cls.__dict__:
+                found.append(cls)
+    return {m.name: m for m in sorted(found, key=lambda m: (m.rank, m.name))}
+
+
+METHODS: dict[str, type[Distiller]] = _discover()
+
+
+def distill_config(**flat: Any) -> DistillConfig:
+    """A DistillConfig from names as the flags spell them: `method`, the shared fields (`ce_weight`...)
+    and `<method>_<option>` (`lfcc_weight=3.0`, `cakd_taps=(-2, 2)`), for the Python API and tests."""
+    shared = {f.name for f in dataclasses.fields(DistillConfig)} - {"methods"}
+    per_method: dict[str, dict[str, Any]] = {}
+    top = {}
+    for key, value in flat.items():
+        if key in shared:
+            top[key] = value
+            continue
+        owner = next((m for m in METHODS.values() if m.Options is not None and key.startswith(m.name + "_")), None)
+        option = key[len(owner.name) + 1 :] if owner else ""
+        if owner is None or option not in {f.name for f in dataclasses.fields(owner.Options)}:
+            raise TypeError(f"distill_config() got an unknown option {key!r}")
+        per_method.setdefault(owner.name, {})[option] = value
+    cfg = DistillConfig(**top)
+    return cfg.with_options(*(METHODS[name].Options(**values) for name, values in per_method.items()))
 
 
 def get_method(name: str) -> type[Distiller]:

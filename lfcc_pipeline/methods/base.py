@@ -10,29 +10,53 @@ Everything else a method adds (projectors, branch heads) is training-time only: 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lfcc_pipeline.core.config import DistillConfig
+from lfcc_pipeline.core.config import DistillConfig, as_dict
 
 
 class Distiller(nn.Module):
+    """A method: `name` (its --method), `Options` (its own options dataclass, flags --<name>-*),
+    `shared` (the DistillConfig fields it reads), `borrows` (methods whose options it reads too),
+    `rank` (its place in listings). All of them enter the distill stage's fingerprint."""
+
     name: ClassVar[str]
+    rank: ClassVar[int] = 100
     needs_teacher: ClassVar[bool] = True
-    options: ClassVar[tuple[str, ...]] = ()  # DistillConfig fields this method reads (for fingerprints)
+    Options: ClassVar[type | None] = None
+    shared: ClassVar[tuple[str, ...]] = ()
+    borrows: ClassVar[tuple[type[Distiller], ...]] = ()
 
     def __init__(self, student: nn.Module, teacher: nn.Module | None, cfg: DistillConfig, label_smoothing: float = 0.0):
         super().__init__()
         self.student = student
         self.cfg = cfg
+        self.opts = self.options_of(cfg)
         self.label_smoothing = label_smoothing
         # Kept outside the module tree: not in state_dict(), parameters() or DDP's buckets.
         self._teacher = [teacher] if teacher is not None else []
         if teacher is not None:
             teacher.requires_grad_(False).eval()
+
+    @classmethod
+    def options_of(cls, cfg: DistillConfig) -> Any:
+        """This method's options in `cfg` (its defaults where `cfg` has none); None without Options."""
+        if cls.Options is None:
+            return None
+        return cfg.options(cls.name) or cls.Options()
+
+    @classmethod
+    def fingerprint(cls, cfg: DistillConfig) -> dict[str, Any]:
+        """Every option this method reads: the shared fields, its own options, those it borrows."""
+        out: dict[str, Any] = {k: as_dict(getattr(cfg, k)) for k in cls.shared}
+        for m in (cls, *cls.borrows):
+            if m.Options is not None:
+                out[m.name] = as_dict(m.options_of(cfg))
+        return out
 
     @property
     def teacher(self) -> nn.Module:

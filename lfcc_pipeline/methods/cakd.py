@@ -36,16 +36,50 @@ teacher backbone is frozen; projectors and discriminator are training-time only.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from lfcc_pipeline.core.config import DistillConfig
 from lfcc_pipeline.core.errors import ModelError
+from lfcc_pipeline.core.options import in_range, non_negative, option, tap_pair
 from lfcc_pipeline.methods.base import Distiller
 from lfcc_pipeline.models.taps import feature_info, forward_with_taps, normalize_indices, tap_channels, tap_reductions
 
 HEAD_DIM = 64  # head width for teachers without an attention block to read (ours)
+
+
+@dataclass(frozen=True)
+class CAKDOptions:
+    """CAKD's options (flags --cakd-*)."""
+
+    METHOD: ClassVar[str] = "cakd"
+    pca_weight: float = option(  # partially cross attention projector: attention maps + value relations
+        1.0, help="CAKD attention-projector loss weight.", check=non_negative
+    )
+    gl_weight: float = option(  # group-wise linear projector: MSE to the teacher's last feature map
+        1.0, help="CAKD group-wise linear loss weight.", check=non_negative
+    )
+    replace_prob: float = option(
+        0.5,
+        help="CAKD: chance that an entry of the student's Q/K/V is replaced by the teacher's.",
+        check=in_range(0, 1, high_open=True, hint="0.5 is the default"),
+    )
+    multiview: bool = option(
+        False,
+        negatable=True,
+        help="CAKD multi-view robust training (augmented views + discriminator; twice the compute).",
+    )
+    adv_weight: float = option(0.1, help="CAKD adversarial gradient factor.", check=non_negative)
+    taps: tuple[int, int] | None = option(  # None: the last tap of each
+        None,
+        metavar="T:S",
+        parse=tap_pair,
+        help="CAKD: the teacher and student taps the projectors align. [default: the last of each]",
+    )
 
 
 def align_grid(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -171,12 +205,13 @@ def _global_attention(teacher: nn.Module, module_name: str) -> nn.Module | None:
 
 class CAKD(Distiller):
     name = "cakd"
-    options = ("ce_weight", "cakd_pca_weight", "cakd_gl_weight", "cakd_replace_prob", "cakd_multiview",
-               "cakd_adv_weight", "cakd_taps")  # fmt: skip
+    rank = 20
+    Options = CAKDOptions
+    shared = ("ce_weight",)
 
     def __init__(self, student: nn.Module, teacher: nn.Module, cfg: DistillConfig, label_smoothing: float = 0.0):
         super().__init__(student, teacher, cfg, label_smoothing)
-        t_tap, s_tap = cfg.cakd_taps or (-1, -1)
+        t_tap, s_tap = self.opts.taps or (-1, -1)
         (self.t_tap,), (self.s_tap,) = normalize_indices(teacher, [t_tap]), normalize_indices(student, [s_tap])
         c_t, c_s = tap_channels(teacher)[self.t_tap], tap_channels(student)[self.s_tap]
         attn = _global_attention(teacher, feature_info(teacher)[self.t_tap]["module"])
@@ -191,7 +226,7 @@ class CAKD(Distiller):
         self.gl = GroupLinear(c_s, c_t, tap_reductions(student)[self.s_tap], tap_reductions(teacher)[self.t_tap])
         self.disc = (
             nn.Sequential(nn.Linear(c_t, 128), nn.LeakyReLU(0.2, inplace=True), nn.Linear(128, 1))
-            if cfg.cakd_multiview
+            if self.opts.multiview
             else None
         )
 
@@ -237,17 +272,17 @@ class CAKD(Distiller):
         s_grid = align_grid(s_map, grid)
         qkv_s = [heads_of(conv(s_grid), self.heads) for conv in self.pca]
         if self.training:
-            qkv_s = [partial_replace(s, t, self.cfg.cakd_replace_prob) for s, t in zip(qkv_s, qkv_t, strict=True)]
+            qkv_s = [partial_replace(s, t, self.opts.replace_prob) for s, t in zip(qkv_s, qkv_t, strict=True)]
         target = F.layer_norm(t_map.float().permute(0, 2, 3, 1), (t_map.shape[1],))  # (B, H, W, C)
         projected = self.gl(s_map, grid).float().permute(0, 2, 3, 1)
         losses = {
             "loss_ce": self.cfg.ce_weight * self.ce(logits[:b], labels),
-            "loss_pca": self.cfg.cakd_pca_weight * pca_loss(tuple(qkv_s), qkv_t, exclude_self=not self._t_attn),
-            "loss_gl": self.cfg.cakd_gl_weight * F.mse_loss(projected, target),
+            "loss_pca": self.opts.pca_weight * pca_loss(tuple(qkv_s), qkv_t, exclude_self=not self._t_attn),
+            "loss_gl": self.opts.gl_weight * F.mse_loss(projected, target),
         }
         if multiview:
             real = self.disc(target.flatten(1, 2))
-            fake = self.disc(reverse_grad(projected, self.cfg.cakd_adv_weight).flatten(1, 2))
+            fake = self.disc(reverse_grad(projected, self.opts.adv_weight).flatten(1, 2))
             losses["loss_adv"] = F.binary_cross_entropy_with_logits(
                 real, torch.ones_like(real)
             ) + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake))

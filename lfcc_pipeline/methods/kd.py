@@ -9,7 +9,8 @@ from lfcc_pipeline.methods.base import Distiller, kd_loss
 
 class LogitKD(Distiller):
     name = "kd"
-    options = ("ce_weight", "kd_weight", "kd_temperature")
+    rank = 50
+    shared = ("ce_weight", "kd_weight", "kd_temperature")
 
     def forward(self, x_student, x_teacher, labels) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         t_logits = self.teacher_logits(x_teacher)

@@ -9,8 +9,8 @@ from lfcc_pipeline.methods.base import Distiller
 
 class NoDistillation(Distiller):
     name = "none"
+    rank = 60
     needs_teacher = False
-    options = ()
 
     def forward(self, x_student, x_teacher, labels) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         logits = self.student(x_student)

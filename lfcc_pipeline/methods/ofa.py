@@ -20,15 +20,36 @@ Branches (training-time only; export takes the student alone):
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from lfcc_pipeline.core.config import DistillConfig
+from lfcc_pipeline.core.options import at_least, int_list, non_negative, option, positive
 from lfcc_pipeline.methods.base import Distiller
 from lfcc_pipeline.models.registry import family_of_module
 from lfcc_pipeline.models.taps import auto_indices, forward_with_taps, normalize_indices, tap_channels, tap_reductions
+
+
+@dataclass(frozen=True)
+class OFAOptions:
+    """OFA-KD's options (flags --ofa-*); TAS reads eps and temperature too."""
+
+    METHOD: ClassVar[str] = "ofa"
+    weight: float = option(1.0, help="OFA branch loss weight.", check=non_negative)
+    eps: float = option(
+        1.5, help="OFA target-enhancement exponent.", check=at_least(1, "the OFA-KD papers use 1.0 to 1.6")
+    )
+    temperature: float = option(1.0, help="OFA temperature.", check=positive)
+    stages: tuple[int, ...] | None = option(
+        None,
+        metavar="I,...",
+        parse=int_list,
+        help="Student taps with OFA branches (feature_info indices). [default: 4 spread over depth]",
+    )
 
 
 def ofa_loss(
@@ -119,11 +140,13 @@ def _init(m: nn.Module) -> None:
 
 class OFA(Distiller):
     name = "ofa"
-    options = ("ce_weight", "kd_weight", "ofa_weight", "ofa_eps", "ofa_temperature", "ofa_stages")
+    rank = 10
+    Options = OFAOptions
+    shared = ("ce_weight", "kd_weight")
 
     def __init__(self, student: nn.Module, teacher: nn.Module, cfg: DistillConfig, label_smoothing: float = 0.0):
         super().__init__(student, teacher, cfg, label_smoothing)
-        stages = cfg.ofa_stages if cfg.ofa_stages else auto_indices(student, 4)
+        stages = self.opts.stages if self.opts.stages else auto_indices(student, 4)
         self.stages = normalize_indices(student, stages)
         channels, reductions = tap_channels(student), tap_reductions(student)
         num_classes = student.num_classes
@@ -144,12 +167,12 @@ class OFA(Distiller):
     def forward(self, x_student, x_teacher, labels) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         t_logits = self.teacher_logits(x_teacher)
         logits, feats = forward_with_taps(self.student, x_student, self.stages)
-        eps, temp = self.cfg.ofa_eps, self.cfg.ofa_temperature
+        eps, temp = self.opts.eps, self.opts.temperature
         branch_loss = sum(
             ofa_loss(b(f), t_logits, labels, eps, temp) for b, f in zip(self.branches, feats, strict=True)
         )
         return logits, {
             "loss_ce": self.cfg.ce_weight * self.ce(logits, labels),
             "loss_kd": self.cfg.kd_weight * ofa_loss(logits, t_logits, labels, eps, temp),
-            "loss_ofa": self.cfg.ofa_weight * branch_loss,
+            "loss_ofa": self.opts.weight * branch_loss,
         }

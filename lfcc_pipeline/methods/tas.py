@@ -42,17 +42,40 @@ ofa_temperature) + tas_nce_weight * InfoNCE(features)).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from lfcc_pipeline.core.config import DistillConfig
 from lfcc_pipeline.core.errors import ConfigError
+from lfcc_pipeline.core.options import non_negative, option, positive, tap_pair
 from lfcc_pipeline.methods.base import Distiller
 from lfcc_pipeline.methods.cakd import align_grid
 from lfcc_pipeline.methods.lfcc import Projector, info_nce
-from lfcc_pipeline.methods.ofa import ofa_loss
+from lfcc_pipeline.methods.ofa import OFA, ofa_loss
 from lfcc_pipeline.models.taps import auto_indices, feature_info, normalize_indices, tap_channels, tap_reductions
+
+
+@dataclass(frozen=True)
+class TASOptions:
+    """TAS's options (flags --tas-*); its logit terms take OFA's --ofa-eps and --ofa-temperature."""
+
+    METHOD: ClassVar[str] = "tas"
+    nce_weight: float = option(  # InfoNCE on pooled features, per pair (teacher-assistant-student)
+        1.0, help="TAS InfoNCE weight.", check=non_negative
+    )
+    dim: int = option(128, help="TAS embedding size.", check=positive)
+    temperature: float = option(0.1, help="TAS InfoNCE temperature.", check=positive)
+    split: tuple[int, int] | None = option(  # (teacher tap the assistant's teacher part starts after, student tap)
+        None,
+        metavar="T:S",
+        parse=tap_pair,
+        help="TAS assistant: teacher tap its teacher part starts after, student tap feeding the bridge. "
+        "[default: the end of the third of four stages]",
+    )
 
 
 def _heads(dim: int) -> int:
@@ -85,8 +108,9 @@ class Bridge(nn.Module):
 
 def split_points(teacher: nn.Module, student: nn.Module, cfg: DistillConfig) -> tuple[int, int]:
     """(teacher tap after which the assistant uses the teacher, student tap that feeds the bridge)."""
-    if cfg.tas_split is not None:
-        (t,), (s,) = normalize_indices(teacher, [cfg.tas_split[0]]), normalize_indices(student, [cfg.tas_split[1]])
+    split = (cfg.options("tas") or TASOptions()).split
+    if split is not None:
+        (t,), (s,) = normalize_indices(teacher, [split[0]]), normalize_indices(student, [split[1]])
         return t, s
     t_idx, s_idx = auto_indices(teacher, 4), auto_indices(student, 4)
     for model, idx in ((teacher, t_idx), (student, s_idx)):
@@ -123,8 +147,10 @@ def _pooled_width(model: nn.Module) -> int:
 
 class TAS(Distiller):
     name = "tas"
-    options = ("ce_weight", "kd_weight", "ofa_eps", "ofa_temperature", "tas_nce_weight", "tas_dim",
-               "tas_temperature", "tas_split")  # fmt: skip
+    rank = 30
+    Options = TASOptions
+    shared = ("ce_weight", "kd_weight")
+    borrows = (OFA,)
 
     def __init__(self, student: nn.Module, teacher: nn.Module, cfg: DistillConfig, label_smoothing: float = 0.0):
         super().__init__(student, teacher, cfg, label_smoothing)
@@ -148,9 +174,9 @@ class TAS(Distiller):
         ratio = self.t_reduction // s_reduction if self.t_reduction % s_reduction == 0 else 1
         self.n_prefix = int(getattr(teacher, "num_prefix_tokens", 0) or 0)
         self.bridge = Bridge(tap_channels(student)[self.s_split], self.t_channels, max(ratio, 1), self.n_prefix)
-        self.embed_t = Projector(_pooled_width(teacher), cfg.tas_dim)
-        self.embed_a = Projector(_pooled_width(teacher), cfg.tas_dim)
-        self.embed_s = Projector(_pooled_width(student), cfg.tas_dim)
+        self.embed_t = Projector(_pooled_width(teacher), self.opts.dim)
+        self.embed_a = Projector(_pooled_width(teacher), self.opts.dim)
+        self.embed_s = Projector(_pooled_width(student), self.opts.dim)
 
     def _refuse(self, what: str) -> ConfigError:
         return ConfigError(
@@ -212,7 +238,8 @@ class TAS(Distiller):
         z_a = F.normalize(self.embed_a(both_pool[b:]), dim=1)
         z_s = F.normalize(self.embed_s(s_pool), dim=1)
         cfg = self.cfg
-        weights = (cfg.ofa_eps, cfg.ofa_temperature, cfg.tas_temperature, cfg.kd_weight, cfg.tas_nce_weight)
+        ofa = OFA.options_of(cfg)
+        weights = (ofa.eps, ofa.temperature, self.opts.temperature, cfg.kd_weight, self.opts.nce_weight)
         return logits, {
             "loss_ce": cfg.ce_weight * self.ce(logits, labels),
             "loss_ta": transfer_loss((a_logits, z_a), (t_logits, z_t), labels, *weights),

@@ -8,8 +8,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lfcc_pipeline.core.atomic import remove_stale_temporaries
+from lfcc_pipeline import __version__
+from lfcc_pipeline.core import layout
+from lfcc_pipeline.core.atomic import remove_stale_temporaries, write_text
 from lfcc_pipeline.core.config import RunConfig
+from lfcc_pipeline.core.config_file import dump_config
 from lfcc_pipeline.core.distributed import barrier, broadcast, current, init_from_env, shutdown
 from lfcc_pipeline.core.errors import ArtifactError, ConfigError, LfccError
 from lfcc_pipeline.core.lock import run_lock
@@ -79,6 +82,7 @@ def run_pipeline(
         with run_lock(run_dir) if info.is_main else contextlib.nullcontext():
             if info.is_main:
                 remove_stale_temporaries(run_dir)
+                write_text(run_dir / layout.CONFIG, dump_config(cfg, __version__, run_dir / layout.CONFIG))
             manifest = Manifest(run_dir, writable=info.is_main, rebuild=rebuild)
             for stage in ORDER:
                 if not stage.needed(cfg) and stage.name != until:  # a stage command always runs its stage

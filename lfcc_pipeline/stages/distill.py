@@ -22,7 +22,7 @@ def config_slice(cfg: RunConfig) -> dict:
     return {
         "student": cfg.models.student,
         "method": method.name,
-        "method_options": {k: as_dict(getattr(cfg.distill, k)) for k in method.options},
+        "method_options": method.fingerprint(cfg.distill),
         "img_size": run_img_size(cfg),
         "data": dataset(cfg).fingerprint,
         "data_split": data_split(cfg),

@@ -56,6 +56,21 @@ def test_rerun_skips_every_stage(run_copy):
     assert time.time() - t0 < 60
 
 
+def test_config_yaml_reproduces_the_run(run_copy):
+    """Every run writes config.yaml; `run --config` on it (here: after moving the run) skips every stage."""
+    import yaml
+
+    f = run_copy / "config.yaml"
+    written = yaml.safe_load(f.read_text())
+    assert written["train"]["epochs"] == 1 and written["distill"]["method"] == "kd"
+    assert written["bench"]["targets"] == ["torch", "ort-fp32"] and "lfcc" in written["distill"]["methods"]
+    written["out"] = str(run_copy)  # the run was copied: point the file at the copy
+    f.write_text(yaml.safe_dump(written))
+    r = cli("run", "--config", str(f))
+    assert r.returncode == 0, r.stderr
+    assert "skipped (up to date): teacher, distill, export, bench, bundle" in r.stderr
+
+
 def test_changed_option_reruns_that_stage_and_after(run_copy):
     before = _manifest(run_copy)
     args = [a if a != "1" or i != FAST.index("--epochs") + 1 else "2" for i, a in enumerate(FAST)]

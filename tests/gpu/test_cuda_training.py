@@ -11,18 +11,18 @@ pytestmark = [pytest.mark.gpu, needs_cuda]
 @pytest.mark.parametrize("method", ["kd", "lfcc", "ofa"])
 @pytest.mark.parametrize("compile_", [False, True])
 def test_distill_steps_on_the_gpu(method, compile_, tmp_path):
-    from lfcc_pipeline.core.config import DistillConfig, OptimConfig
+    from lfcc_pipeline.core.config import OptimConfig
     from lfcc_pipeline.data.loader import Batches
     from lfcc_pipeline.data.sources import load_dataset
     from lfcc_pipeline.data.specs import DataSpec
-    from lfcc_pipeline.methods import METHODS
+    from lfcc_pipeline.methods import METHODS, distill_config
     from lfcc_pipeline.models.factory import create_model, normalization
     from lfcc_pipeline.training.loop import FitSpec, fit
 
     ds = load_dataset(DataSpec("fashion-mini", None), 0.1, 0)
     teacher, _ = create_model("test_vit", 10, 64)
     student, _ = create_model("test_resnet", 10, 64)
-    distiller = METHODS[method](student, teacher, DistillConfig(method=method))
+    distiller = METHODS[method](student, teacher, distill_config(method=method))
     spec = FitSpec(1, 1e-3, OptimConfig(), "auto", 1000, 0, tmp_path / "last.pt", "fp", compile=compile_)
     train = Batches(ds.train.subset(torch.arange(512).numpy()), 64, True, 64)
     val = Batches(ds.val, 256, False, 64)

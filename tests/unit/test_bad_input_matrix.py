@@ -36,6 +36,9 @@ def files(tmp_path_factory):
 
         Image.new("RGB", (8, 8)).save(d / "oneclass" / split / "cat" / "a.png")
     (d / "afile").write_text("x")
+    (d / "unknown_key.yaml").write_text("train:\n  epoch: 3\n")
+    (d / "bad_type.yaml").write_text("train:\n  epochs: three\n")
+    (d / "bad_value.yaml").write_text("distill:\n  methods:\n    lfcc: {dim: 0}\n")
     return d
 
 
@@ -128,6 +131,10 @@ MATRIX = [
     ("--max-batch", "0", "--max-batch"),
     ("--workspace", "-5", "--workspace"),
     ("--timing-cache", "{files}", "is a directory"),
+    ("--config", "/no/such/config.yaml", "does not exist"),
+    ("--config", "{files}/unknown_key.yaml", "train.epoch: unknown key"),
+    ("--config", "{files}/bad_type.yaml", "train.epochs: expected an integer, got 'three'"),
+    ("--config", "{files}/bad_value.yaml", "distill.methods.lfcc.dim: --lfcc-dim must be > 0"),
 ]
 METHOD_SPECIFIC = {"--lfcc-stages": "lfcc", "--lfcc-num-stages": "lfcc", "--ofa-stages": "ofa", "--cakd-taps": "cakd",
                    "--tas-split": "tas"}  # fmt: skip

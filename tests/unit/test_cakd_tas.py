@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from lfcc_pipeline.core.config import DistillConfig
 from lfcc_pipeline.core.errors import ConfigError
-from lfcc_pipeline.methods import METHODS
+from lfcc_pipeline.methods import METHODS, distill_config
 from lfcc_pipeline.methods.cakd import (
     CAKD,
     GroupLinear,
@@ -125,7 +125,7 @@ def test_random_views_apply_the_same_transform_to_teacher_and_student_inputs():
 
 def test_cakd_reads_the_teachers_own_attention():
     t, s = models("test_vit", "test_resnet")
-    d = CAKD(s, t, DistillConfig(method="cakd"))
+    d = CAKD(s, t, distill_config(method="cakd"))
     attn = d._t_attn[0]
     assert attn is t.blocks[-1].attn
     attn.fused_attn = False  # let the teacher compute its attention map where a hook can see it
@@ -143,7 +143,7 @@ def test_cakd_reads_the_teachers_own_attention():
 
 def test_cakd_without_teacher_attention_uses_its_feature_map():
     t, s = models("test_resnet", "test_vit", size=64)
-    d = CAKD(s, t, DistillConfig(method="cakd"))
+    d = CAKD(s, t, distill_config(method="cakd"))
     assert not d._t_attn
     t_map, (q, k, v) = d.teacher_spaces(torch.randn(2, 3, 64, 64))
     assert t_map.shape == (2, 96, 2, 2) and q.shape == (2, d.heads, 4, 96 // d.heads)
@@ -152,7 +152,7 @@ def test_cakd_without_teacher_attention_uses_its_feature_map():
 
 def test_cakd_taps_choose_the_aligned_maps():
     t, s = models("test_resnet", "test_vit")
-    d = CAKD(s, t, DistillConfig(method="cakd", cakd_taps=(-2, 2)))
+    d = CAKD(s, t, distill_config(method="cakd", cakd_taps=(-2, 2)))
     assert (d.t_tap, d.s_tap) == (3, 2)
     t_map, (q, _, _) = d.teacher_spaces(torch.randn(2, 3, 32, 32))
     assert t_map.shape == (2, 192, 2, 2) and q.shape[2] == 4  # layer3: 2 x 2 tokens where layer4 has 1
@@ -162,8 +162,8 @@ def test_cakd_taps_choose_the_aligned_maps():
 
 def test_cakd_multiview_adds_views_and_an_adversarial_loss():
     t, s = models("test_vit", "test_resnet")
-    off = CAKD(s, t, DistillConfig(method="cakd")).train()
-    on = CAKD(s, t, DistillConfig(method="cakd", cakd_multiview=True)).train()
+    off = CAKD(s, t, distill_config(method="cakd")).train()
+    on = CAKD(s, t, distill_config(method="cakd", cakd_multiview=True)).train()
     x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))
     assert "loss_adv" not in off(x, x, y)[1] and off.disc is None
     logits, losses = on(x, x, y)
@@ -179,17 +179,17 @@ def test_cakd_multiview_adds_views_and_an_adversarial_loss():
 
 def test_tas_default_split_points():
     t, s = models("test_vit", "test_resnet")  # 6 ViT blocks; ResNet stem + 4 stages
-    assert split_points(t, s, DistillConfig()) == (3, 3)  # blocks.3 | layer3
+    assert split_points(t, s, distill_config()) == (3, 3)  # blocks.3 | layer3
     t2, _ = models("resmlp_12_224", "test_resnet")
-    assert split_points(t2, s, DistillConfig()) == (8, 3)  # the last quarter of 12 blocks
-    assert split_points(t, s, DistillConfig(tas_split=(-3, 2))) == (3, 2)
+    assert split_points(t2, s, distill_config()) == (8, 3)  # the last quarter of 12 blocks
+    assert split_points(t, s, distill_config(tas_split=(-3, 2))) == (3, 2)
 
 
 @pytest.mark.parametrize("teacher, student", PAIRS)
 def test_tas_assistant_is_the_teachers_own_tail(teacher, student):
     """With the bridge replaced by the teacher's own tensor, the assistant reproduces the teacher."""
     t, s = models(teacher, student)
-    d = TAS(s, t, DistillConfig(method="tas")).eval()
+    d = TAS(s, t, distill_config(method="tas")).eval()
     d._assistant_input = lambda native, s_feat, x_t: native
     x = torch.randn(2, 3, 32, 32)
     feats = d.teacher_and_assistant(x, torch.zeros(1))
@@ -202,7 +202,7 @@ def test_tas_assistant_is_the_teachers_own_tail(teacher, student):
 
 def test_tas_assistant_losses_train_the_students_early_stages_only():
     t, s = models("test_vit", "test_resnet")
-    d = TAS(s, t, DistillConfig(method="tas")).train()
+    d = TAS(s, t, distill_config(method="tas")).train()
     x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))
     d(x, x, y)[1]["loss_ta"].backward()
     for stage in (s.conv1, s.layer1, s.layer2, s.layer3):  # shared with the assistant
@@ -217,12 +217,12 @@ def test_tas_refuses_a_teacher_it_cannot_split():
     t.feature_info = copy.deepcopy(list(t.feature_info))
     t.feature_info[3]["module"] = "no_such_stage"
     with pytest.raises(ConfigError, match=r"tas cannot split the teacher of ResNet -> VisionTransformer.*--tas-split"):
-        TAS(s, t, DistillConfig(method="tas"))
+        TAS(s, t, distill_config(method="tas"))
 
 
 def test_tas_refuses_a_split_whose_tensor_it_cannot_read():
     t, s = models("test_resnet", "test_vit")
-    d = TAS(s, t, DistillConfig(method="tas"))
+    d = TAS(s, t, distill_config(method="tas"))
     d.t_channels = 7  # no axis of the teacher's tensor at the split has this many channels
     x, y = torch.randn(2, 3, 32, 32), torch.randint(0, 10, (2,))
     with pytest.raises(ConfigError, match="tas cannot build the assistant"):
@@ -237,7 +237,7 @@ def test_tas_refuses_a_split_whose_tensor_it_cannot_read():
 @pytest.mark.parametrize("method, options", [("cakd", {}), ("cakd", {"cakd_multiview": True}), ("tas", {})])
 def test_pairs_train_and_leave_the_teacher_alone(method, options, teacher, student):
     t, s = models(teacher, student)
-    d = METHODS[method](s, t, DistillConfig(method=method, **options)).train()
+    d = METHODS[method](s, t, distill_config(method=method, **options)).train()
     x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))
     logits, losses = d(x, x, y)
     assert logits.shape == (4, 10)
@@ -254,7 +254,7 @@ def test_pairs_train_and_leave_the_teacher_alone(method, options, teacher, stude
 )
 def test_steps_on_a_fixed_batch_reduce_the_distillation_losses(method, keys):
     t, s = models("test_vit", "test_resnet", size=64)
-    d = METHODS[method](s, t, DistillConfig(method=method)).train()
+    d = METHODS[method](s, t, distill_config(method=method)).train()
     opt = torch.optim.AdamW([p for p in d.parameters() if p.requires_grad], lr=2e-3)
     torch.manual_seed(1)
     x, y = torch.randn(16, 3, 64, 64), torch.randint(0, 10, (16,))
@@ -277,7 +277,7 @@ def test_steps_on_a_fixed_batch_reduce_the_distillation_losses(method, keys):
 def test_training_only_modules_stay_out_of_the_student(method, options, prefixes):
     t, s = models("test_vit", "test_resnet")
     student_keys = set(s.state_dict())
-    d = METHODS[method](s, t, DistillConfig(method=method, **options))
+    d = METHODS[method](s, t, distill_config(method=method, **options))
     extra = set(d.state_dict()) - {f"student.{k}" for k in student_keys}
     assert extra and all(k.startswith(prefixes) for k in extra)
     assert {k.split(".")[0] for k in extra} == {p.rstrip(".") for p in prefixes}
@@ -287,10 +287,11 @@ def test_training_only_modules_stay_out_of_the_student(method, options, prefixes
 
 
 def test_options_are_listed_for_fingerprints():
-    fields = set(DistillConfig.__dataclass_fields__)
-    for cls, own in ((CAKD, "cakd_"), (TAS, "tas_")):
-        assert set(cls.options) <= fields
-        assert {f for f in fields if f.startswith(own)} <= set(cls.options)
+    cfg = distill_config(method="tas", cakd_replace_prob=0.25, tas_dim=64, ofa_eps=1.2)
+    assert CAKD.fingerprint(cfg)["cakd"]["replace_prob"] == 0.25
+    tas = TAS.fingerprint(cfg)
+    assert tas["tas"]["dim"] == 64 and tas["ofa"]["eps"] == 1.2  # TAS reads OFA's eps and temperature too
+    assert "cakd" not in tas and set(tas) >= {"ce_weight", "kd_weight"}
 
 
 @pytest.mark.parametrize(
@@ -303,22 +304,24 @@ def test_bad_option_values_are_config_errors(change, flag):
     from lfcc_pipeline.core.config import RunConfig
 
     with pytest.raises(ConfigError, match=flag):
-        RunConfig(distill=DistillConfig(**change)).validate()
+        RunConfig(distill=distill_config(**change)).validate()
 
 
 def test_cli_flags_reach_the_config():
-    from lfcc_pipeline.cli import config_from_options, run_cmd
+    from lfcc_pipeline.cli import run_cmd
+    from lfcc_pipeline.cli_options import config_from_options
 
     args = ["--cakd-pca-weight", "2", "--cakd-gl-weight", "0.5", "--cakd-replace-prob", "0.25", "--cakd-multiview",
             "--cakd-adv-weight", "0.3", "--tas-nce-weight", "0.7", "--tas-dim", "64", "--tas-temperature", "0.2",
             "--cakd-taps", "-2:3", "--tas-split", "2:-2"]  # fmt: skip
     d = config_from_options(run_cmd.make_context("run", args).params).distill
-    assert (d.cakd_pca_weight, d.cakd_gl_weight, d.cakd_replace_prob, d.cakd_multiview, d.cakd_adv_weight) == (
-        2.0, 0.5, 0.25, True, 0.3)  # fmt: skip
-    assert d.cakd_taps == (-2, 3)
-    assert (d.tas_nce_weight, d.tas_dim, d.tas_temperature, d.tas_split) == (0.7, 64, 0.2, (2, -2))
+    c, t = CAKD.options_of(d), TAS.options_of(d)
+    assert (c.pca_weight, c.gl_weight, c.replace_prob, c.multiview, c.adv_weight) == (2.0, 0.5, 0.25, True, 0.3)
+    assert c.taps == (-2, 3)
+    assert (t.nce_weight, t.dim, t.temperature, t.split) == (0.7, 64, 0.2, (2, -2))
     defaults = config_from_options(run_cmd.make_context("run", []).params).distill
-    assert defaults == DistillConfig()  # the CLI's defaults are the library's
+    for method in METHODS.values():  # the CLI's defaults are the library's
+        assert method.fingerprint(defaults) == method.fingerprint(DistillConfig()), method.name
 
 
 # Swin and MLP-Mixer teachers (the registry's swin_t and mixer_b16, randomly initialised at 64 px)
@@ -331,13 +334,13 @@ def test_swin_and_mixer_teachers_work_with_every_heterogeneous_method(teacher, s
     x, y = torch.randn(2, 3, 64, 64), torch.randint(0, 10, (2,))
     for method in ("lfcc", "ofa", "cakd", "tas"):
         s.zero_grad(set_to_none=True)
-        d = METHODS[method](s, t, DistillConfig(method=method)).train()
+        d = METHODS[method](s, t, distill_config(method=method)).train()
         logits, losses = d(x, x, y)
         assert logits.shape == (2, 10) and all(torch.isfinite(v) for v in losses.values()), method
         sum(losses.values()).backward()
         assert all(p.grad is None for p in t.parameters()), method
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in s.layer1.parameters()), method
-    d = TAS(s, t, DistillConfig(method="tas")).eval()  # the assistant's tail is the teacher's own
+    d = TAS(s, t, distill_config(method="tas")).eval()  # the assistant's tail is the teacher's own
     d._assistant_input = lambda native, s_feat, x_t: native
     with torch.no_grad():
         both, reference = t.forward_head(d.teacher_and_assistant(x, torch.zeros(1))), t(x)

@@ -43,36 +43,36 @@ def test_default_run_dir_names_the_pair_and_method():
     assert str(RunConfig().run_dir()) == "runs/deit_s-resnet18-lfcc"
 
 
-# -- the CLI's list parsers: round trips, and any other text is a BadParameter (never another error)
+# -- the CLI's list parsers: round trips, and any other text is a ConfigError (never another error)
 
 
 @given(st.lists(st.integers(-99, 99), min_size=1, max_size=6))
 def test_int_list_round_trips(values):
-    from lfcc_pipeline.cli import _int_list
+    from lfcc_pipeline.core.options import int_list
 
-    assert _int_list(",".join(map(str, values))) == tuple(values)
-    assert _int_list(" , ".join(map(str, values))) == tuple(values)
+    assert int_list(",".join(map(str, values))) == tuple(values)
+    assert int_list(" , ".join(map(str, values))) == tuple(values)
 
 
 @given(st.lists(st.tuples(st.integers(-20, 20), st.integers(-20, 20)), min_size=1, max_size=5))
 def test_tap_pairs_round_trip(pairs):
-    from lfcc_pipeline.cli import _pair, _pairs
+    from lfcc_pipeline.core.options import as_text, tap_pair, tap_pairs
 
     text = ",".join(f"{t}:{s}" for t, s in pairs)
-    assert _pairs(text) == tuple(pairs)
+    assert tap_pairs(text) == tuple(pairs)
+    assert tap_pairs(as_text(tuple(pairs))) == tuple(pairs)  # what --help shows parses back
     if len(pairs) == 1:
-        assert _pair(text) == pairs[0]
+        assert tap_pair(text) == pairs[0]
 
 
 @given(st.text(max_size=20))
 def test_list_parsers_accept_or_refuse_cleanly(text):
-    import click
+    from lfcc_pipeline.core.errors import ConfigError
+    from lfcc_pipeline.core.options import int_list, tap_pair, tap_pairs
 
-    from lfcc_pipeline.cli import _int_list, _pair, _pairs
-
-    for parse in (_int_list, _pairs, _pair):
+    for parse in (int_list, tap_pairs, tap_pair):
         try:
             parsed = parse(text)
-        except click.BadParameter:
+        except ConfigError:
             continue
         assert parsed is None or isinstance(parsed, tuple)

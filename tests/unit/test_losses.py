@@ -9,8 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lfcc_pipeline.core.config import DistillConfig
-from lfcc_pipeline.methods import METHODS, get_method
+from lfcc_pipeline.methods import METHODS, distill_config, get_method
 from lfcc_pipeline.methods.base import kd_loss
 from lfcc_pipeline.methods.lfcc import LFCC, info_nce, low_pass_pyramid, stage_pairs
 from lfcc_pipeline.methods.ofa import OFA, ofa_loss
@@ -129,7 +128,7 @@ def test_heterogeneous_pairs_train(teacher, student, method):
     size = 32
     t, _ = create_model(teacher, 10, size)
     s, _ = create_model(student, 10, size)
-    d = METHODS[method](s, t, DistillConfig(method=method))
+    d = METHODS[method](s, t, distill_config(method=method))
     x, y = torch.randn(4, 3, size, size), torch.randint(0, 10, (4,))
     logits, losses = d(x, x, y)
     assert logits.shape == (4, 10)
@@ -143,7 +142,7 @@ def test_lfcc_steps_on_a_fixed_batch_reduce_its_loss():
     torch.manual_seed(0)
     t, _ = create_model("test_vit", 10, 32)
     s, _ = create_model("test_resnet", 10, 32)
-    d = LFCC(s, t, DistillConfig(method="lfcc")).train()
+    d = LFCC(s, t, distill_config(method="lfcc")).train()
     opt = torch.optim.AdamW([p for p in d.parameters() if p.requires_grad], lr=1e-3)
     x, y = torch.randn(16, 3, 32, 32), torch.randint(0, 10, (16,))
     history = []
@@ -159,8 +158,8 @@ def test_lfcc_steps_on_a_fixed_batch_reduce_its_loss():
 def test_auto_stage_pairs_and_override():
     t, _ = create_model("test_vit", 10, 32)  # 6 blocks
     s, _ = create_model("test_resnet", 10, 32)  # stem + 4 stages
-    assert stage_pairs(t, s, DistillConfig()) == [(1, 2), (3, 3), (5, 4)]
-    assert stage_pairs(t, s, DistillConfig(lfcc_stages=((0, 1), (-1, -1)))) == [(0, 1), (5, 4)]
+    assert stage_pairs(t, s, distill_config()) == [(1, 2), (3, 3), (5, 4)]
+    assert stage_pairs(t, s, distill_config(lfcc_stages=((0, 1), (-1, -1)))) == [(0, 1), (5, 4)]
 
 
 def test_training_only_modules_never_reach_the_student():
@@ -168,7 +167,7 @@ def test_training_only_modules_never_reach_the_student():
     s, _ = create_model("test_resnet", 10, 32)
     student_keys = set(s.state_dict())
     for cls in (LFCC, OFA):
-        d = cls(s, t, DistillConfig())
+        d = cls(s, t, distill_config())
         extra = set(d.state_dict()) - {f"student.{k}" for k in student_keys}
         assert extra and all(k.startswith(("student_proj", "teacher_proj", "branches")) for k in extra)
         assert not any(k.startswith("teacher.") for k in d.state_dict())  # teacher weights stay out of checkpoints

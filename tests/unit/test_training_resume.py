@@ -4,11 +4,12 @@ import contextlib
 
 import torch
 
-from lfcc_pipeline.core.config import DistillConfig, OptimConfig
+from lfcc_pipeline.core.config import OptimConfig
 from lfcc_pipeline.core.errors import StageFailed
 from lfcc_pipeline.data.loader import Batches
 from lfcc_pipeline.data.sources import load_dataset
 from lfcc_pipeline.data.specs import DataSpec
+from lfcc_pipeline.methods import distill_config
 from lfcc_pipeline.methods.kd import LogitKD
 from lfcc_pipeline.models.factory import create_model, normalization
 from lfcc_pipeline.training.loop import FitSpec, fit, lr_factor
@@ -23,7 +24,7 @@ def _setup(tmp_path, epochs, ckpt_every=3):
     torch.manual_seed(0)
     teacher, _ = create_model("test_convnext", 10, 32)
     student, _ = create_model("test_resnet", 10, 32)
-    distiller = LogitKD(student, teacher, DistillConfig(method="kd"))
+    distiller = LogitKD(student, teacher, distill_config(method="kd"))
     spec = FitSpec(epochs, 1e-3, OptimConfig(), "fp32", ckpt_every, 0, tmp_path / "last.pt", "fp", desc="t")
     args = (
         Batches(train, 32, True, 32),
