@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -28,8 +30,32 @@ from torch import nn
 from lfcc_pipeline.core.config import DistillConfig
 from lfcc_pipeline.core.distributed import gather_with_grad
 from lfcc_pipeline.core.errors import ConfigError
+from lfcc_pipeline.core.options import each, int_list, non_negative, option, positive, tap_pairs
 from lfcc_pipeline.methods.base import Distiller, kd_loss, run_teacher
 from lfcc_pipeline.models.taps import auto_indices, forward_with_taps, normalize_indices, tap_channels
+
+
+@dataclass(frozen=True)
+class LFCCOptions:
+    """LFCC's options (flags --lfcc-*); weight 2.0 chosen on validation top-1 (benchmarks/compare_methods.py)."""
+
+    METHOD: ClassVar[str] = "lfcc"
+    weight: float = option(2.0, help="LFCC contrastive loss weight.", check=non_negative)
+    stages: tuple[tuple[int, int], ...] | None = option(  # (teacher idx, student idx); None: auto
+        None,
+        metavar="T:S,...",
+        parse=tap_pairs,
+        help="LFCC tap pairs (teacher:student feature_info indices). [default: auto]",
+    )
+    num_stages: int = option(3, help="Auto-chosen LFCC stage pairs.", check=positive)
+    scales: tuple[int, ...] = option(
+        (1, 2, 4),
+        parse=int_list,
+        help="Low-pass grid sizes (average pools).",
+        check=each(positive, "e.g. --lfcc-scales 1,2,4"),
+    )
+    dim: int = option(128, help="LFCC embedding size.", check=positive)
+    temperature: float = option(0.1, help="InfoNCE temperature.", check=positive)
 
 
 @functools.lru_cache(maxsize=64)
@@ -82,12 +108,13 @@ def info_nce(z_student: torch.Tensor, z_teacher: torch.Tensor, temperature: floa
 
 
 def stage_pairs(teacher: nn.Module, student: nn.Module, cfg: DistillConfig) -> list[tuple[int, int]]:
-    """(teacher tap, student tap) pairs: --lfcc-stages, or `lfcc_num_stages` spread over depth."""
-    if cfg.lfcc_stages:
-        t_idx = normalize_indices(teacher, [t for t, _ in cfg.lfcc_stages])
-        s_idx = normalize_indices(student, [s for _, s in cfg.lfcc_stages])
+    """(teacher tap, student tap) pairs: --lfcc-stages, or --lfcc-num-stages spread over depth."""
+    o = cfg.options("lfcc") or LFCCOptions()
+    if o.stages:
+        t_idx = normalize_indices(teacher, [t for t, _ in o.stages])
+        s_idx = normalize_indices(student, [s for _, s in o.stages])
         return list(zip(t_idx, s_idx, strict=True))
-    t_idx, s_idx = auto_indices(teacher, cfg.lfcc_num_stages), auto_indices(student, cfg.lfcc_num_stages)
+    t_idx, s_idx = auto_indices(teacher, o.num_stages), auto_indices(student, o.num_stages)
     k = min(len(t_idx), len(s_idx))
     if k == 0:
         raise ConfigError("no feature taps to pair for LFCC", "pass --lfcc-stages T:S,... explicitly")
@@ -96,19 +123,18 @@ def stage_pairs(teacher: nn.Module, student: nn.Module, cfg: DistillConfig) -> l
 
 class LFCC(Distiller):
     name = "lfcc"
-    options = (
-        "ce_weight", "kd_weight", "kd_temperature", "lfcc_weight", "lfcc_stages", "lfcc_num_stages",
-        "lfcc_scales", "lfcc_dim", "lfcc_temperature",
-    )  # fmt: skip
+    rank = 0
+    Options = LFCCOptions
+    shared = ("ce_weight", "kd_weight", "kd_temperature")
 
     def __init__(self, student: nn.Module, teacher: nn.Module, cfg: DistillConfig, label_smoothing: float = 0.0):
         super().__init__(student, teacher, cfg, label_smoothing)
         self.pairs = stage_pairs(teacher, student, cfg)
-        self.scales = tuple(cfg.lfcc_scales)
+        self.scales = tuple(self.opts.scales)
         cells = sum(s * s for s in self.scales)
         t_ch, s_ch = tap_channels(teacher), tap_channels(student)
-        self.student_proj = nn.ModuleList(Projector(s_ch[s] * cells, cfg.lfcc_dim) for _, s in self.pairs)
-        self.teacher_proj = nn.ModuleList(Projector(t_ch[t] * cells, cfg.lfcc_dim) for t, _ in self.pairs)
+        self.student_proj = nn.ModuleList(Projector(s_ch[s] * cells, self.opts.dim) for _, s in self.pairs)
+        self.teacher_proj = nn.ModuleList(Projector(t_ch[t] * cells, self.opts.dim) for t, _ in self.pairs)
 
     def embed(self, feats: list[torch.Tensor], projectors: nn.ModuleList) -> list[torch.Tensor]:
         return [F.normalize(p(low_pass_pyramid(f, self.scales)), dim=1) for f, p in zip(feats, projectors, strict=True)]
@@ -118,9 +144,9 @@ class LFCC(Distiller):
         logits, s_feats = forward_with_taps(self.student, x_student, [s for _, s in self.pairs])
         z_s = self.embed(s_feats, self.student_proj)
         z_t = self.embed(t_feats, self.teacher_proj)
-        contrastive = sum(info_nce(a, b, self.cfg.lfcc_temperature) for a, b in zip(z_s, z_t, strict=True))
+        contrastive = sum(info_nce(a, b, self.opts.temperature) for a, b in zip(z_s, z_t, strict=True))
         return logits, {
             "loss_ce": self.cfg.ce_weight * self.ce(logits, labels),
             "loss_kd": self.cfg.kd_weight * kd_loss(logits, t_logits, self.cfg.kd_temperature),
-            "loss_lfcc": self.cfg.lfcc_weight * contrastive,
+            "loss_lfcc": self.opts.weight * contrastive,
         }
