@@ -12,7 +12,6 @@ from typing import Any
 import click
 
 from lfcc_pipeline import __version__
-from lfcc_pipeline.cli_options import config_from_context, option_decorators
 from lfcc_pipeline.core.config import BenchConfig
 from lfcc_pipeline.core.errors import DISK_FULL, ConfigError, LfccError
 from lfcc_pipeline.core.progress import setup_logging
@@ -58,11 +57,39 @@ def _fail(line: str, code: int) -> None:
     sys.exit(code)
 
 
+class OptionsCommand(click.Command):
+    """A command that takes an option per config field (generated from the dataclasses' metadata,
+    core/options.py, and the methods' own options) before its own. They are made when first asked for,
+    so that `predict` and `--help` of other commands never import the methods (and torch)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._own: list[click.Parameter] = []
+        self._all: list[click.Parameter] | None = None
+        super().__init__(*args, **kwargs)
+
+    @property
+    def params(self) -> list[click.Parameter]:  # type: ignore[override]
+        if self._all is None:  # one list object from then on: click appends to it and pops from it
+            from lfcc_pipeline.cli_options import config_params
+
+            self._all = [*config_params(), *self._own]
+        return self._all
+
+    @params.setter
+    def params(self, value: list[click.Parameter]) -> None:
+        self._own, self._all = list(value), None
+
+
+def config_from_context(opts: dict[str, Any]) -> Any:
+    from lfcc_pipeline.cli_options import config_from_context as resolve
+
+    return resolve(opts, click.get_current_context())
+
+
 def shared_options(fn):
-    """The options of `run` and the stage commands (DESIGN.md section 4): one per config field (generated
-    from the dataclasses' metadata, core/options.py), then the ones that steer the command itself."""
+    """The options of `run` and the stage commands that steer the command itself (DESIGN.md section 4;
+    the config's options come with OptionsCommand)."""
     opts = [
-        *option_decorators(),
         click.option("--config", type=click.Path(path_type=Path), default=None, metavar="FILE",
                      help="Read options from a YAML file (a run's config.yaml reproduces it); flags given win."),
         click.option("--preset", default=None, help="The papers' recipes: cifar100 | imagenet (explicit options win)."),
@@ -80,7 +107,7 @@ def _execute(opts: dict[str, Any], until: str | None, stop_after: str | None) ->
     from lfcc_pipeline.pipeline.runner import run_pipeline
 
     setup_logging(opts["debug"])
-    cfg = config_from_context(opts, click.get_current_context())
+    cfg = config_from_context(opts)
     report = run_pipeline(cfg, until=until, stop_after=stop_after, force=opts["force"], rebuild=not opts["no_rebuild"])
     if not report.is_main:
         return
@@ -114,7 +141,7 @@ def cli() -> None:
     """
 
 
-@cli.command("run")
+@cli.command("run", cls=OptionsCommand)
 @shared_options
 @click.option("--stop-after", type=click.Choice(STAGE_NAMES), default=None, help="Stop after this stage.")
 def run_cmd(stop_after: str | None, **opts: Any) -> None:
@@ -148,7 +175,7 @@ def _stage_command(name: str, summary: str) -> None:
       lfcc-pipeline {name} --teacher test_vit --student test_resnet --data fashion-mini \\
           --epochs 1 --teacher-epochs 1 --img-size 64 --out runs/demo
     """
-    cli.command(name)(shared_options(command))
+    cli.command(name, cls=OptionsCommand)(shared_options(command))
 
 
 for _name, _summary in (
@@ -164,7 +191,7 @@ for _name, _summary in (
     _stage_command(_name, _summary)
 
 
-@cli.command("build")
+@cli.command("build", cls=OptionsCommand)
 @shared_options
 @click.option("--onnx", type=click.Path(path_type=Path), default=None,
               help="Standalone mode: build this ONNX file (FP32, FP16 or TensorRT Q/DQ) into an engine.")  # fmt: skip
@@ -188,7 +215,7 @@ def build_cmd(onnx: Path | None, calib: Path | None, **opts: Any) -> None:
     """
     from lfcc_pipeline.core.targets import TRT_TARGETS
 
-    cfg = config_from_context(opts, click.get_current_context())
+    cfg = config_from_context(opts)
     targets = cfg.bench.targets
     if onnx is None:
         if calib is not None:
@@ -215,7 +242,7 @@ def build_cmd(onnx: Path | None, calib: Path | None, **opts: Any) -> None:
                    f"built in {meta['build_seconds']:.1f} s")  # fmt: skip
 
 
-@cli.command("bench")
+@cli.command("bench", cls=OptionsCommand)
 @shared_options
 @click.option("--model", "models", multiple=True, type=click.Path(path_type=Path),
               help="Standalone mode: an .onnx file or TensorRT .engine to measure (repeatable).")  # fmt: skip
@@ -243,7 +270,7 @@ def bench_cmd(models: tuple[Path, ...], cuda_graph: bool, **opts: Any) -> None:
     from lfcc_pipeline.benchmark.standalone import bench_files
 
     setup_logging(opts["debug"])
-    cfg = config_from_context(opts, click.get_current_context()).validate()
+    cfg = config_from_context(opts).validate()
     out = cfg.out or Path("bench-report")
     rows = bench_files(list(models), cfg.data.spec, out, cfg.bench, cfg.bench.ort_provider, cuda_graph)
     click.echo(markdown_table(rows))

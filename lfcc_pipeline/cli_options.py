@@ -74,27 +74,28 @@ def leaves() -> list[Leaf]:
     return sorted(out, key=lambda leaf: rank.get(leaf.dest, len(rank)))
 
 
-def _click_option(leaf: Leaf) -> Any:
+def _click_option(leaf: Leaf) -> click.Option:
     o = opt_of(leaf.field)
     help_text = o.help.replace("{methods}", ", ".join(METHODS))
     kw: dict[str, Any] = {"help": help_text or None, "metavar": o.metavar}
     show = o.show_default and leaf.default is not None and not o.is_flag
     if o.negatable:
-        decls = [f"{leaf.flag}/--no-{leaf.flag[2:]}", leaf.dest]
-        return click.option(*decls, default=leaf.default, show_default=show, **kw)
+        return click.Option(
+            [f"{leaf.flag}/--no-{leaf.flag[2:]}", leaf.dest], default=leaf.default, show_default=show, **kw
+        )
     if o.is_flag:
-        return click.option(leaf.flag, leaf.dest, is_flag=True, default=leaf.default, **kw)
+        return click.Option([leaf.flag, leaf.dest], is_flag=True, default=leaf.default, **kw)
     if o.multiple:
-        return click.option(leaf.flag, leaf.dest, multiple=True, default=(), **kw)
+        return click.Option([leaf.flag, leaf.dest], multiple=True, default=(), **kw)
     if o.parse is not None:
         default = None if leaf.default is None else as_text(leaf.default)
-        return click.option(leaf.flag, leaf.dest, default=default, show_default=show, **kw)
+        return click.Option([leaf.flag, leaf.dest], default=default, show_default=show, **kw)
     click_type = {int: click.INT, float: click.FLOAT, Path: click.Path(path_type=Path)}.get(leaf.kind, click.STRING)
-    return click.option(leaf.flag, leaf.dest, type=click_type, default=leaf.default, show_default=show, **kw)
+    return click.Option([leaf.flag, leaf.dest], type=click_type, default=leaf.default, show_default=show, **kw)
 
 
-def option_decorators() -> list[Any]:
-    """One click option per config field that has a flag, in the config's order."""
+def config_params() -> list[click.Option]:
+    """One click option per config field that has a flag: FIRST, then the config's order."""
     return [_click_option(leaf) for leaf in leaves()]
 
 
