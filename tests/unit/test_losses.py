@@ -174,5 +174,5 @@ def test_training_only_modules_never_reach_the_student():
 
 
 def test_every_method_is_registered():
-    assert set(METHODS) == {"none", "kd", "ofa", "lfcc", "cakd", "tas"}
+    assert set(METHODS) == {"none", "kd", "ofa", "lfcc", "cakd", "tas", "rsd"}
     assert get_method("lfcc") is LFCC

@@ -15,6 +15,7 @@ from lfcc_pipeline.methods.base import kd_loss
 from lfcc_pipeline.methods.cakd import align_grid, pca_loss
 from lfcc_pipeline.methods.lfcc import info_nce, low_pass_pyramid
 from lfcc_pipeline.methods.ofa import ofa_loss
+from lfcc_pipeline.methods.rsd import rsd_loss
 from lfcc_pipeline.methods.tas import transfer_loss
 
 HERE = Path(__file__).resolve().parent
@@ -55,7 +56,7 @@ def compute(inputs: dict[str, np.ndarray]) -> dict[str, float]:
 
 
 def extra_values(t: dict[str, torch.Tensor]) -> dict[str, float]:
-    """Values of the losses added after the first golden file (cakd, tas); absent inputs: none."""
+    """Values of the losses added after the first golden file (cakd, tas, rsd); absent inputs: none."""
     if "qkv_student" not in t:
         return {}
     logits = (t["student_logits"], t["z_student"])
@@ -67,6 +68,9 @@ def extra_values(t: dict[str, torch.Tensor]) -> dict[str, float]:
         "cakd_align_down_sq_sum": align_grid(t["feature_map"], (3, 5)).pow(2).sum().item(),
         "tas_transfer": transfer_loss(logits, teacher, t["labels"], 1.5, 1.0, 0.1, 1.0, 0.5).item(),
         "tas_transfer_T2": transfer_loss(logits, teacher, t["labels"], 1.2, 2.0, 0.2, 0.5, 1.0).item(),
+        # rsd (added later; same inputs): the authors' kappa and an unweighted off-diagonal
+        "rsd_kappa0.01": rsd_loss(t["z_student"], t["z_teacher"], 0.01).item(),
+        "rsd_kappa1": rsd_loss(t["z_student"], t["z_teacher"], 1.0).item(),
     }
 
 
