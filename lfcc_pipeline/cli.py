@@ -12,6 +12,8 @@ from typing import Any
 import click
 
 from lfcc_pipeline import __version__
+from lfcc_pipeline.cli_commands import compare_cmd, doctor_cmd, models_cmd, predict_cmd
+from lfcc_pipeline.cli_options import OptionsCommand, config_from_context, shared_options, table_of
 from lfcc_pipeline.core.config import BenchConfig
 from lfcc_pipeline.core.errors import DISK_FULL, ConfigError, LfccError
 from lfcc_pipeline.core.progress import setup_logging
@@ -57,52 +59,6 @@ def _fail(line: str, code: int) -> None:
     sys.exit(code)
 
 
-class OptionsCommand(click.Command):
-    """A command that takes an option per config field (generated from the dataclasses' metadata,
-    core/options.py, and the methods' own options) before its own. They are made when first asked for,
-    so that `predict` and `--help` of other commands never import the methods (and torch)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._own: list[click.Parameter] = []
-        self._all: list[click.Parameter] | None = None
-        super().__init__(*args, **kwargs)
-
-    @property
-    def params(self) -> list[click.Parameter]:  # type: ignore[override]
-        if self._all is None:  # one list object from then on: click appends to it and pops from it
-            from lfcc_pipeline.cli_options import config_params
-
-            self._all = [*config_params(), *self._own]
-        return self._all
-
-    @params.setter
-    def params(self, value: list[click.Parameter]) -> None:
-        self._own, self._all = list(value), None
-
-
-def config_from_context(opts: dict[str, Any]) -> Any:
-    from lfcc_pipeline.cli_options import config_from_context as resolve
-
-    return resolve(opts, click.get_current_context())
-
-
-def shared_options(fn):
-    """The options of `run` and the stage commands that steer the command itself (DESIGN.md section 4;
-    the config's options come with OptionsCommand)."""
-    opts = [
-        click.option("--config", type=click.Path(path_type=Path), default=None, metavar="FILE",
-                     help="Read options from a YAML file (a run's config.yaml reproduces it); flags given win."),
-        click.option("--preset", default=None, help="The papers' recipes: cifar100 | imagenet (explicit options win)."),
-        click.option("--no-rebuild", is_flag=True,
-                     help="Fail instead of rerunning a stage whose artifact changed since it was written."),
-        click.option("--force", is_flag=True, help="Rerun every stage, ignoring finished ones and checkpoints."),
-        click.option("--debug", is_flag=True, help="Show Python tracebacks."),
-    ]  # fmt: skip
-    for opt in reversed(opts):
-        fn = opt(fn)
-    return fn
-
-
 def _execute(opts: dict[str, Any], until: str | None, stop_after: str | None) -> None:
     from lfcc_pipeline.pipeline.runner import run_pipeline
 
@@ -120,12 +76,8 @@ def _execute(opts: dict[str, Any], until: str | None, stop_after: str | None) ->
             click.echo(s.summary, err=True)
     md = report.run_dir / "bench" / "report.md"
     if any(s.name == "bench" for s in report.stages) and md.is_file():
-        click.echo(_table_of(md))
+        click.echo(table_of(md))
     click.echo(f"run directory: {report.run_dir}", err=True)
-
-
-def _table_of(md: Path) -> str:
-    return "\n".join(line for line in md.read_text().splitlines() if line.startswith("|"))
 
 
 @click.group(cls=Cli, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -277,82 +229,8 @@ def bench_cmd(models: tuple[Path, ...], cuda_graph: bool, **opts: Any) -> None:
     click.echo(f"report: {out}", err=True)
 
 
-@cli.command("predict")
-@click.option("--bundle", "bundle_dir", required=True, type=click.Path(path_type=Path), help="A bundle/ directory.")
-@click.option("--model", default="student.onnx", show_default=True, help="Which ONNX file of the bundle.")
-@click.option("--top-k", type=int, default=3, show_default=True, help="How many labels per image.")
-@click.option("--ort-provider", default="cpu", show_default=True, help="cpu | cuda | tensorrt")
-@click.option("--debug", is_flag=True, help="Show Python tracebacks.")
-@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
-def predict_cmd(
-    bundle_dir: Path, model: str, top_k: int, ort_provider: str, debug: bool, images: tuple[Path, ...]
-) -> None:
-    """Print the top-k labels for each image using only the bundle (ONNX Runtime, numpy, Pillow; no torch).
-
-    \b
-    Example:
-      lfcc-pipeline predict --bundle runs/demo/bundle shoe.png shirt.jpg
-    """
-    from lfcc_pipeline.predict import BundleModel
-
-    if top_k < 1:
-        raise click.BadParameter("--top-k must be >= 1")
-    for p in BundleModel(bundle_dir, model, ort_provider).predict(list(images), top_k):
-        click.echo(f"{p.image}: " + ", ".join(f"{label} ({100 * prob:.1f}%)" for label, prob in p.top))
-
-
-@cli.command("models")
-@click.option("--debug", is_flag=True, help="Show Python tracebacks.")
-def models_cmd(debug: bool) -> None:
-    """List the short model names with their timm names, family and parameter count.
-
-    Any timm model name is accepted as well (e.g. timm's tiny test_vit, test_resnet).
-
-    \b
-    Example:
-      lfcc-pipeline models
-    """
-    import timm
-    import torch
-
-    from lfcc_pipeline.models.registry import SHORT_NAMES
-
-    rows = [("short name", "timm name", "architecture", "family", "params (M, 1000 classes)")]
-    for e in SHORT_NAMES.values():
-        with torch.device("meta"):
-            m = timm.create_model(e.timm_name, pretrained=False)
-        rows.append((e.short, e.timm_name, e.arch, e.family, f"{sum(p.numel() for p in m.parameters()) / 1e6:.1f}"))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
-
-
-@cli.command("doctor")
-@click.option("--json", "as_json", is_flag=True, help="Print the probe as JSON.")
-@click.option("--debug", is_flag=True, help="Show Python tracebacks.")
-def doctor_cmd(as_json: bool, debug: bool) -> None:
-    """Print versions (python, torch, CUDA, timm, onnx, onnxruntime, TensorRT), devices, ONNX Runtime
-    providers, and which targets can run on this machine.
-
-    \b
-    Example:
-      lfcc-pipeline doctor
-    """
-    import json
-
-    from lfcc_pipeline.runtimes.probe import probe
-    from lfcc_pipeline.runtimes.targets import target_status
-
-    env = probe()
-    targets = target_status()
-    if as_json:
-        click.echo(json.dumps({"env": env, "targets": targets}, indent=2))
-        return
-    for k, v in env.items():
-        click.echo(f"{k:18} {v if v not in (None, [], {}) else 'absent'}")
-    click.echo("targets:")
-    for t, reason in targets.items():
-        click.echo(f"  {t:9} {'ok' if reason is None else 'no: ' + reason}")
+for _command in (compare_cmd, predict_cmd, models_cmd, doctor_cmd):
+    cli.add_command(_command)
 
 
 def main() -> None:

@@ -20,14 +20,21 @@ from lfcc_pipeline.core.config import DistillConfig, RunConfig
 from lfcc_pipeline.core.config_file import load_config_file
 from lfcc_pipeline.core.errors import ConfigError
 from lfcc_pipeline.core.options import as_text, dest_of, flag_of, get_at, opt_of, prefix_of, replace_at, walk
-from lfcc_pipeline.methods import METHODS
 
 EXPLICIT = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
 
 
 def method_options() -> dict[str, type]:
     """Method name -> its options dataclass, for every method that has options."""
+    from lfcc_pipeline.methods import METHODS  # here, not at the top: predict imports this module without torch
+
     return {name: m.Options for name, m in METHODS.items() if m.Options is not None}
+
+
+def method_options_names() -> list[str]:
+    from lfcc_pipeline.methods import METHODS
+
+    return list(METHODS)
 
 
 def full_defaults() -> RunConfig:
@@ -76,7 +83,7 @@ def leaves() -> list[Leaf]:
 
 def _click_option(leaf: Leaf) -> click.Option:
     o = opt_of(leaf.field)
-    help_text = o.help.replace("{methods}", ", ".join(METHODS))
+    help_text = o.help.replace("{methods}", ", ".join(method_options_names()))
     kw: dict[str, Any] = {"help": help_text or None, "metavar": o.metavar}
     show = o.show_default and leaf.default is not None and not o.is_flag
     if o.negatable:
@@ -134,7 +141,50 @@ def config_from_options(
     return cfg
 
 
-def config_from_context(opts: dict[str, Any], ctx: click.Context) -> RunConfig:
+class OptionsCommand(click.Command):
+    """A command that takes an option per config field (generated from the dataclasses' metadata,
+    core/options.py, and the methods' own options) before its own. They are made when first asked for,
+    so that `predict` and `--help` of other commands never import the methods (and torch)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._own: list[click.Parameter] = []
+        self._all: list[click.Parameter] | None = None
+        super().__init__(*args, **kwargs)
+
+    @property
+    def params(self) -> list[click.Parameter]:  # type: ignore[override]
+        if self._all is None:  # one list object from then on: click appends to it and pops from it
+            self._all = [*config_params(), *self._own]
+        return self._all
+
+    @params.setter
+    def params(self, value: list[click.Parameter]) -> None:
+        self._own, self._all = list(value), None
+
+
+def config_from_context(opts: dict[str, Any]) -> RunConfig:
     """The RunConfig of the running click command: its --config file, --preset and explicit flags."""
+    ctx = click.get_current_context()
     explicit = {k for k in opts if ctx.get_parameter_source(k) in EXPLICIT}
     return config_from_options(opts, explicit, opts.get("config"), opts.get("preset"))
+
+
+def shared_options(fn):
+    """The options of `run` and the stage commands that steer the command itself (DESIGN.md section 4;
+    the config's options come with OptionsCommand)."""
+    opts = [
+        click.option("--config", type=click.Path(path_type=Path), default=None, metavar="FILE",
+                     help="Read options from a YAML file (a run's config.yaml reproduces it); flags given win."),
+        click.option("--preset", default=None, help="The papers' recipes: cifar100 | imagenet (explicit options win)."),
+        click.option("--no-rebuild", is_flag=True,
+                     help="Fail instead of rerunning a stage whose artifact changed since it was written."),
+        click.option("--force", is_flag=True, help="Rerun every stage, ignoring finished ones and checkpoints."),
+        click.option("--debug", is_flag=True, help="Show Python tracebacks."),
+    ]  # fmt: skip
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+def table_of(md: Path) -> str:
+    return "\n".join(line for line in md.read_text().splitlines() if line.startswith("|"))

@@ -12,6 +12,7 @@ from torch import nn
 from lfcc_pipeline.core.config import RunConfig
 from lfcc_pipeline.core.errors import ModelError
 from lfcc_pipeline.data.transforms import Normalization
+from lfcc_pipeline.models import small_vits  # noqa: F401 - registers vit_p4 with timm
 from lfcc_pipeline.models.registry import ModelEntry, resolve
 
 _logger = logging.getLogger(__name__)

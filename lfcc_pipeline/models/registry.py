@@ -71,6 +71,8 @@ def resolve(name: str) -> ModelEntry:
     """Map a short name or a timm name to a ModelEntry; raise ModelError for unknown names."""
     import timm
 
+    from lfcc_pipeline.models import small_vits  # noqa: F401 - registers vit_p4 with timm
+
     if name in SHORT_NAMES:
         return SHORT_NAMES[name]
     if not isinstance(name, str) or not name or not timm.is_model(name):

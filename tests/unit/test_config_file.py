@@ -34,7 +34,7 @@ def test_written_config_reads_back_equal(tmp_path):
 def _resolve(args):
     ctx = run_cmd.make_context("run", list(args))
     with ctx:
-        return config_from_context(ctx.params, ctx)
+        return config_from_context(ctx.params)
 
 
 def test_flags_win_over_the_file_and_the_file_over_the_preset(tmp_path):
