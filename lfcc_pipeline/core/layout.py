@@ -2,7 +2,8 @@
 
 teacher/  model.safetensors, metrics.json, checkpoints/last.pt   (the same under student/)
 export/   student.onnx, teacher.onnx, parity.json
-calib/    calib.npz, accuracy.json, <role>.<flavour>.onnx (int8.trt, int8.cpu, fp16)
+calib/    calib.npz, accuracy.json, <role>.<flavour>.onnx (int8.trt, int8.cpu, fp16),
+          sensitivity.json/.png (INT8 layer sensitivity, when measured)
 engines/  <role>.<target>.engine (+ .json), timing.cache
 bench/    report.json, report.md, report.png
 bundle/   what an app needs (see the bundle stage)
@@ -20,6 +21,7 @@ ROLES = ("teacher", "student")
 PARITY = "export/parity.json"
 CALIB_NPZ = "calib/calib.npz"
 CALIB_ACCURACY = "calib/accuracy.json"
+CALIB_SENSITIVITY, CALIB_SENSITIVITY_PNG = "calib/sensitivity.json", "calib/sensitivity.png"
 CALIB_FLAVOURS = ("int8.trt", "int8.cpu", "fp16")
 TIMING_CACHE = "engines/timing.cache"
 REPORT_JSON, REPORT_MD, REPORT_PNG = "bench/report.json", "bench/report.md", "bench/report.png"
