@@ -11,7 +11,7 @@ MAX_BARS = 16  # layers drawn per flavour
 
 def _label(row: dict) -> str:
     name = f"{row['module']}  [{row['node']}]" if row.get("module") else row["node"]
-    return name if len(name) <= 60 else name[:28] + "…" + name[-31:]
+    return name if len(name) <= 80 else name[:38] + "…" + name[-41:]
 
 
 def plot_sensitivity(report: dict, path: Path) -> None:

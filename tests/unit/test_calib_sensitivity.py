@@ -9,6 +9,8 @@ the budget.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -20,16 +22,21 @@ from onnx import TensorProto, helper, numpy_helper
 
 from lfcc_pipeline.calib import graph
 from lfcc_pipeline.calib.layers import float_constants, keep_float, kept_layers, module_path, quantizable_layers
-from lfcc_pipeline.calib.mixed import search, top1
+from lfcc_pipeline.calib.mixed import Mixed, search, top1
 from lfcc_pipeline.calib.qdq import QuantSpec, quantize_int8
 from lfcc_pipeline.calib.sensitivity import analyse, compare, run_logits
 from lfcc_pipeline.calib.sensitivity_plot import plot_sensitivity
-from lfcc_pipeline.calib.tuning import TuneSpec, mixed_line, tune
+from lfcc_pipeline.calib.tuning import Tuned, TuneSpec, mixed_line, tune
+from lfcc_pipeline.core.config import BenchConfig, CalibConfig, DataConfig, ModelsConfig, RunConfig
 from lfcc_pipeline.core.errors import ConfigError
+from lfcc_pipeline.core.onnx_meta import PREPROCESS_KEY
+from lfcc_pipeline.core.preprocess import Preprocess
+from lfcc_pipeline.core.stage import StageContext
 from lfcc_pipeline.data.sources import load_dataset
 from lfcc_pipeline.data.specs import parse_data_spec
 from lfcc_pipeline.data.transforms import Normalization, to_float
 from lfcc_pipeline.models.onnx_export import export_onnx
+from lfcc_pipeline.stages import calibrate
 
 FRAGILE_A, FRAGILE_B = "/conv1/conv1.0/Conv", "/conv1/conv1.3/Conv"
 
@@ -189,3 +196,66 @@ def test_sensitivity_of_a_model_without_quantizable_layers_is_one_config_error(t
              TuneSpec(budget=1.0, sensitivity=True))  # fmt: skip
     agree, err = compare(run_logits(model, x), run_logits(model, x))
     assert agree == 100.0 and err == 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class _Calib(CalibConfig):  # the sensitivity settings, until the config declares them
+    sensitivity: bool = False
+    sensitivity_images: int = 128
+    sensitivity_layers: int = 4
+    mixed_max_layers: int = 3
+
+
+def _stage_cfg(tmp_path, **calib):
+    return RunConfig(
+        models=ModelsConfig(teacher="test_vit", student="test_resnet", img_size=32),
+        data=DataConfig(spec="fashion-mini"),
+        calib=_Calib(size=128, teacher=False, eval_images=400, method="max", **calib),
+        bench=BenchConfig(targets=("ort-int8",)),
+        out=tmp_path,
+    )
+
+
+def _student(run_dir, model):
+    pre = Preprocess(img_size=32, mean=(0.5,) * 3, std=(0.5,) * 3)
+    graph.set_metadata(model, {PREPROCESS_KEY: pre.to_json(), "lfcc.model": "test_resnet"})
+    (run_dir / "export").mkdir(parents=True)
+    onnx.save(model, run_dir / "export" / "student.onnx")
+
+
+def test_calibrate_stage_fixes_a_fragile_student_and_reports_it(models, tmp_path):
+    _student(tmp_path, onnx.load(models["fragile"]))
+    cfg = _stage_cfg(tmp_path, max_int8_drop=0.5)
+    result = calibrate.run(cfg, StageContext(tmp_path, torch.device("cpu"), "test"))
+    assert {"calib/sensitivity.json", "calib/sensitivity.png"} <= set(result.outputs)
+    acc = json.loads((tmp_path / "calib" / "accuracy.json").read_text())
+    assert acc["gate"]["ok"] and set(acc["mixed"]) == {"int8.trt", "int8.cpu"}
+    for flavour in ("int8.trt", "int8.cpu"):
+        mixed = acc["mixed"][flavour]
+        assert mixed["met"] and mixed["all_int8_drop"] > 10 and [k["module"] for k in mixed["kept"]] == ["conv1.3"]
+        assert acc["student"][flavour]["top1_drop"] <= 0.5
+        assert acc["models"][f"calib/student.{flavour}.onnx"]["kept_layers"] == mixed["kept"]
+    sens = json.loads((tmp_path / "calib" / "sensitivity.json").read_text())
+    assert (
+        sens["flavours"]["int8.cpu"]["layers"][0]["node"] == FRAGILE_B and sens["flavours"]["int8.cpu"]["images"] == 128
+    )
+    model = onnx.load(tmp_path / "calib" / "student.int8.trt.onnx")
+    assert [k["node"] for k in kept_layers(model)] == [FRAGILE_B]
+
+
+def test_strict_unmet_budget_and_unquantizable_student_are_one_config_error_each(tmp_path):
+    unmet = Mixed(model=None, kept=[], drop=2.0, all_int8_drop=2.0, met=False)
+    tuned = Tuned(mixed={"int8.cpu": unmet})
+    line = mixed_line("student", "int8.cpu", unmet, 0.3, 3)
+    calibrate._budget_lines(_stage_cfg(tmp_path, strict=False), tuned, [line])  # a warning only
+    with pytest.raises(ConfigError, match="stays above --max-int8-drop 0.3") as e:
+        calibrate._budget_lines(_stage_cfg(tmp_path, strict=True), tuned, [line])
+    assert "\n" not in e.value.line()
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 32, 32])
+    y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 3])
+    nodes = [helper.make_node("GlobalAveragePool", ["input"], ["p"]), helper.make_node("Flatten", ["p"], ["logits"])]
+    pool = helper.make_model(helper.make_graph(nodes, "pool", [x], [y]), opset_imports=[helper.make_opsetid("", 17)])
+    _student(tmp_path, pool)
+    with pytest.raises(ConfigError, match="student.onnx has no quantizable layer"):
+        calibrate.run(_stage_cfg(tmp_path, sensitivity=True), StageContext(tmp_path, torch.device("cpu"), "test"))
+    assert not (tmp_path / "calib").exists()  # nothing written
