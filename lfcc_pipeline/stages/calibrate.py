@@ -184,13 +184,16 @@ def _val_arrays(cfg: RunConfig, pre: Preprocess) -> tuple[np.ndarray, np.ndarray
     return np.concatenate(xs), np.concatenate(ys)
 
 
-def _tune(cfg: RunConfig, ctx: StageContext, pre: Preprocess, made: dict) -> tuple[Tuned, list[str], list[str]]:
+def _tune(cfg: RunConfig, ctx: StageContext, pre: Preprocess, made: dict, accuracy: dict) -> tuple[Tuned, list, list]:
     """Sensitivity and mixed precision for the student's INT8 models: (result, outputs written, one line per
     flavour the budget search ran for). A mixed model replaces the all-INT8 file of its flavour."""
     spec = _tune_spec(cfg)
     qdq = {f: made[("student", f)].path for f in ("int8.trt", "int8.cpu")}
-    x, y = _val_arrays(cfg, pre)
-    tuned = tune(qdq, ctx.path(layout.onnx("student")), x, y, spec)
+    over = [f for f in qdq if accuracy["student"][f]["top1_drop"] > spec.budget]
+    tuned = Tuned()
+    if spec.sensitivity or (over and spec.mixed_max_layers > 0):
+        x, y = _val_arrays(cfg, pre)
+        tuned = tune(qdq, ctx.path(layout.onnx("student")), x, y, spec)
     lines = []
     for flavour, m in tuned.mixed.items():
         if m.kept:
@@ -294,7 +297,7 @@ def run(cfg: RunConfig, ctx: StageContext) -> StageResult:
             )
     student = {f: made[("student", f)] for f in FLAVOURS}
     accuracy = evaluate(cfg, ctx, student_pre, student)
-    tuned, written, lines = _tune(cfg, ctx, student_pre, made)
+    tuned, written, lines = _tune(cfg, ctx, student_pre, made, accuracy)
     if any(m.kept for m in tuned.mixed.values()):
         accuracy = evaluate(cfg, ctx, student_pre, student)  # the final models
     over = gate(cfg, accuracy)

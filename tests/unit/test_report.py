@@ -41,9 +41,10 @@ def test_int8_rows_say_which_layers_stay_in_higher_precision(tmp_path):
             kept_layers=["layer1.0.conv1", "fc"])]  # fmt: skip
     head, _, fp32, int8 = markdown_table(rows).splitlines()
     cells = dict(zip(head.split("|"), int8.split("|"), strict=True))
-    assert cells[" FP32 layers "].strip() == "2" and dict(zip(head.split("|"), fp32.split("|"), strict=True))[
-        " FP32 layers "
-    ].strip() == "–"
+    assert (
+        cells[" FP32 layers "].strip() == "2"
+        and dict(zip(head.split("|"), fp32.split("|"), strict=True))[" FP32 layers "].strip() == "–"
+    )
     data = {"sensitivity": {"int8.cpu": [["layer1.0.conv1", 12.5], ["fc", 0.4]]}}
     write_report(tmp_path, rows, {}, data)
     md = (tmp_path / "report.md").read_text()
