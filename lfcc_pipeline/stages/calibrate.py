@@ -4,6 +4,7 @@ Writes calib/calib.npz, then per model (the student; the teacher too unless --no
   calib/<role>.int8.trt.onnx  Q/DQ for TensorRT (symmetric, per-channel weights)
   calib/<role>.int8.cpu.onnx  the flavour ONNX Runtime's CPU provider runs fastest (U8S8 Q/DQ)
   calib/<role>.fp16.onnx      FP16 with LayerNorm/Softmax/reductions in FP32, FP32 inputs/outputs
+  calib/<role>.int8.trt-fp16.onnx  the TensorRT flavour with FP16 outside Q/DQ (strongly typed TensorRT)
 checks each graph against what TensorRT needs (calib/checks.py), and measures the student's
 models against the FP32 student on validation images (calib/accuracy.json). Where a student INT8
 flavour loses more than --max-int8-drop top-1 points (or where sensitivity is asked for), the layer
@@ -25,6 +26,7 @@ from lfcc_pipeline.calib.calibset import CalibSet, load_calibset, model_inputs, 
 from lfcc_pipeline.calib.fp16 import convert_fp16, fp16_tool
 from lfcc_pipeline.calib.layers import kept_layers
 from lfcc_pipeline.calib.qdq import Produced, QuantSpec, modelopt_version, ort_version, quantize_int8, trt_quantizer
+from lfcc_pipeline.calib.qdq_fp16 import fp16_outside_problems, qdq_fp16
 from lfcc_pipeline.calib.sensitivity_plot import plot_sensitivity
 from lfcc_pipeline.calib.tuning import Tuned, TuneSpec, mixed_line, tune
 from lfcc_pipeline.core import layout
@@ -236,6 +238,23 @@ def gate(cfg: RunConfig, accuracy: dict) -> list[str]:
     return over
 
 
+def _strongly_typed_forms(ctx: StageContext, cs: CalibSet, sources: dict, made: dict, origin: str) -> list[str]:
+    """calib/<role>.int8.trt-fp16.onnx, the FP16-outside-Q/DQ form of each final TensorRT-flavour model."""
+    written = []
+    for role, (src, model) in sources.items():
+        rel = layout.calib_model(role, layout.CALIB_TRT_FP16)
+        p = qdq_fp16(made[(role, "int8.trt")].path, ctx.path(rel), _inputs(cs, src, model, ctx, origin), role)
+        problems = fp16_outside_problems(graph.load(p.path))
+        if problems:  # e.g. a node kept FP32 for range: still a valid model, but say so
+            _logger.warning(
+                "warning: %s: %s%s", rel, problems[0], f" (+{len(problems) - 1} more)" if problems[1:] else ""
+            )
+        made[(role, p.flavour)] = p
+        written.append(rel)
+        _logger.info("calibrate: %s (%s, %.1f s)", rel, p.tool, p.seconds)
+    return written
+
+
 def _describe(p: Produced) -> dict:
     if p.flavour == "fp16":
         return p.describe()
@@ -261,7 +280,7 @@ def run(cfg: RunConfig, ctx: StageContext) -> StageResult:
     origin = str(cfg.calib.file) if cfg.calib.file else CALIB_NPZ
     sources = {role: _source(cfg, ctx, role) for role in layout.calib_roles(cfg)}
     for role in {"student", "teacher"} - set(sources):  # an earlier run's models of a role skipped now
-        for flavour in FLAVOURS:
+        for flavour in (*FLAVOURS, layout.CALIB_TRT_FP16):
             ctx.path(layout.calib_model(role, flavour)).unlink(missing_ok=True)
     for src, model in sources.values():  # fail on a mismatch before anything is written
         _inputs(dataclasses.replace(cs, images=cs.images[:1]), src, model, ctx, origin)
@@ -301,6 +320,7 @@ def run(cfg: RunConfig, ctx: StageContext) -> StageResult:
     if any(m.kept for m in tuned.mixed.values()):
         accuracy = evaluate(cfg, ctx, student_pre, student)  # the final models
     over = gate(cfg, accuracy)
+    outputs += _strongly_typed_forms(ctx, cs, sources, made, origin)
     accuracy.update(
         calib={**cs.meta(), "images": len(cs), "per_class": cs.per_class(), "method": s.method},
         models={layout.calib_model(r, f): _describe(p) for (r, f), p in made.items()},

@@ -60,7 +60,7 @@ def test_calibrate_writes_every_model_and_records_them(calib_run):
     stages = _manifest(calib_run)
     assert set(stages) == {"teacher", "distill", "export", "calibrate", "bench", "bundle"}
     outputs = set(stages["calibrate"]["outputs"])
-    expected = {f"calib/{role}.{f}.onnx" for role in ("student", "teacher") for f in FLAVOURS}
+    expected = {f"calib/{role}.{f}.onnx" for role in ("student", "teacher") for f in (*FLAVOURS, "int8.trt-fp16")}
     sensitivity = {"calib/sensitivity.json", "calib/sensitivity.png"}  # only where a drop exceeded the budget
     assert outputs - sensitivity == expected | {"calib/calib.npz", "calib/accuracy.json"}
     assert "calibrate" in stages["bench"]["inputs"]

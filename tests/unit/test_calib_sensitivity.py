@@ -241,6 +241,8 @@ def test_calibrate_stage_fixes_a_fragile_student_and_reports_it(models, tmp_path
     )
     model = onnx.load(tmp_path / "calib" / "student.int8.trt.onnx")
     assert [k["node"] for k in kept_layers(model)] == [FRAGILE_B]
+    strongly_typed = onnx.load(tmp_path / "calib" / "student.int8.trt-fp16.onnx")  # made from the mixed model
+    assert "calib/student.int8.trt-fp16.onnx" in result.outputs and kept_layers(strongly_typed) == kept_layers(model)
 
 
 def test_strict_unmet_budget_and_unquantizable_student_are_one_config_error_each(tmp_path):
