@@ -12,8 +12,8 @@ Facts (NVIDIA TensorRT docs and migration guides 8.6 -> 10.x -> 11.x):
   but still builds. Implicit INT8 calibrators are deprecated since 10.1 and not used here.
 - 11.x: strongly typed only; the FP16/INT8/... builder flags are gone, so FP16 needs an FP16 ONNX
   (modelopt AutoCast or an equivalent converter) and INT8 a Q/DQ ONNX, whose unquantized layers
-  run in the precision the ONNX gives them (FP32 for calibrate's model; FP16 for a Q/DQ model
-  made with ModelOpt's high_precision_dtype="fp16").
+  run in the precision the ONNX gives them: the build parses calibrate's FP16-outside-Q/DQ form
+  (calib/<model>.int8.trt-fp16.onnx, calib/qdq_fp16.py) where it exists, else the FP32-outside one.
 - JetPack 6 ships TensorRT 10.3: the 10.x rules.
 """
 

@@ -184,3 +184,27 @@ def test_a_run_with_tensorrt_targets_needs_batch_1_and_the_throughput_batch_in_t
     with pytest.raises(ConfigError, match="smaller than the throughput batch"):
         RunConfig(bench=trt, build=BuildConfig(max_batch=16)).validate()
     RunConfig(bench=BenchConfig(targets=("torch",)), build=BuildConfig(min_batch=2, opt_batch=2)).validate()
+
+
+@pytest.mark.parametrize("version, fp16_outside", [("11.1.0", True), ("10.3.0", False)])
+def test_strongly_typed_int8_parses_the_fp16_outside_qdq_model(version, fp16_outside, files, fake, tmp_path):
+    """TensorRT 11 builds INT8 from calibrate's <model>.int8.trt-fp16.onnx where it lies beside the Q/DQ model
+    (weakly typed TensorRT 10 keeps the given one), and makes that form on the fly from an FP32 ONNX."""
+    import shutil
+
+    from lfcc_pipeline.calib.calibset import load_calibset, model_inputs
+    from lfcc_pipeline.calib.qdq_fp16 import qdq_fp16
+
+    qdq = tmp_path / "student.int8.trt.onnx"
+    shutil.copy(files / "student.int8.trt.onnx", qdq)
+    data = model_inputs(load_calibset(files / "calib.npz"), None)
+    twin = qdq_fp16(qdq, tmp_path / "student.int8.trt-fp16.onnx", data, "student").path
+    calls = fake(version)
+    meta = build_target(BuildRequest(qdq, "trt-int8", tmp_path / "student.trt-int8.engine"))
+    assert calls["parsed"] == str(twin if fp16_outside else qdq) and "QuantizeLinear" in calls["parsed_ops"]
+    assert calls["parsed_fp16"] is fp16_outside and meta["source_onnx"] == str(qdq)
+    assert ("strongly_typed_onnx" in meta) is fp16_outside
+    calls = fake(version)
+    build_target(BuildRequest(files / "student.onnx", "trt-int8", tmp_path / "fly.engine", files / "calib.npz",
+                              spec=SPEC))  # fmt: skip
+    assert "QuantizeLinear" in calls["parsed_ops"] and calls["parsed_fp16"] is fp16_outside
