@@ -29,7 +29,7 @@ from lfcc_pipeline.core.errors import ArtifactError, ConfigError
 from lfcc_pipeline.core.onnx_meta import metadata, preprocess_of
 from lfcc_pipeline.core.targets import TRT_TARGETS, parse_target
 from lfcc_pipeline.runtimes import trt_engine
-from lfcc_pipeline.runtimes.trt_plan import BuildPlan, input_profile, plan_build
+from lfcc_pipeline.runtimes.trt_plan import BuildPlan, check_dla, input_profile, plan_build
 
 _logger = logging.getLogger(__name__)
 
@@ -46,6 +46,7 @@ class BuildRequest:
     workspace_mb: int | None = None
     timing_cache: Path | None = None
     spec: QuantSpec = field(default_factory=QuantSpec)  # calibration settings for an on-the-fly Q/DQ model
+    dla_core: int | None = None  # Jetson: build for this DLA core (GPU fallback); needs a static batch
 
     @classmethod
     def from_config(
@@ -55,7 +56,8 @@ class BuildRequest:
         b = cfg.build
         return cls(onnx=onnx, target=target, engine=engine, calib=calib, spec=QuantSpec.from_config(cfg.calib),
                    min_batch=b.min_batch, opt_batch=b.opt_batch, max_batch=b.resolved_max(cfg.bench.batch_size),
-                   workspace_mb=b.workspace_mb, timing_cache=timing_cache)  # fmt: skip
+                   workspace_mb=b.workspace_mb, timing_cache=timing_cache,
+                   dla_core=getattr(b, "dla_core", None))  # fmt: skip
 
 
 def default_engine_path(onnx: Path, target: str) -> Path:
@@ -138,6 +140,8 @@ def build_target(req: BuildRequest) -> dict[str, Any]:
     profile = input_profile(list(dims), req.min_batch, req.opt_batch, req.max_batch)
     trt = trt_engine.import_tensorrt()
     plan = plan_build(trt.__version__, parse_target(req.target).precision)
+    if req.dla_core is not None:
+        check_dla(trt.__version__, plan.precision, profile, req.dla_core)
     how = source_plan(plan, onnx_kind(model), req, trt.__version__)
     extra: dict[str, Any] = {"target": req.target}
     with tempfile.TemporaryDirectory(prefix="lfcc-build-") as tmp:
@@ -162,5 +166,5 @@ def build_target(req: BuildRequest) -> dict[str, Any]:
         return trt_engine.build_engine(
             src, req.engine, plan, profile, input_name,
             workspace_bytes=req.workspace_mb * (1 << 20) if req.workspace_mb else None,
-            timing_cache=req.timing_cache, source_of_record=req.onnx, extra_meta=extra,
+            timing_cache=req.timing_cache, source_of_record=req.onnx, extra_meta=extra, dla_core=req.dla_core,
         )  # fmt: skip
