@@ -272,6 +272,30 @@ def _budget_lines(cfg: RunConfig, tuned: Tuned, lines: list[str]) -> None:
             _logger.warning("warning: %s", line)
 
 
+def _make_models(ctx: StageContext, cs: CalibSet, sources: dict, origin: str, s: QuantSpec) -> dict:
+    """Every role's all-INT8 (both flavours) and FP16 models, each checked: {(role, flavour): Produced}."""
+    made = {}
+    for role, (src, model) in sources.items():
+        x = _inputs(cs, src, model, ctx, origin)
+        for flavour in FLAVOURS:
+            dst = ctx.path(layout.calib_model(role, flavour))
+            if flavour == "fp16":
+                p = convert_fp16(src, dst, x, s, role)
+            else:
+                p = quantize_int8(src, dst, x, s, flavour.split(".")[1], role)
+            checks.verify_produced(p, role)
+            made[(role, flavour)] = p
+            _logger.info(
+                "calibrate: %s (%s, %.1f s, %.2f MB)%s",
+                layout.calib_model(role, flavour),
+                p.tool,
+                p.seconds,
+                dst.stat().st_size / 1e6,
+                f" — {'; '.join(p.notes)}" if p.notes else "",
+            )
+    return made
+
+
 def run(cfg: RunConfig, ctx: StageContext) -> StageResult:
     s = QuantSpec.from_config(cfg.calib)
     student_onnx = layout.require(ctx.run_dir, layout.onnx("student"), "export")
@@ -294,26 +318,8 @@ def run(cfg: RunConfig, ctx: StageContext) -> StageResult:
         trt_quantizer(s),
         fp16_tool(s),
     )
-    outputs, made = [CALIB_NPZ], {}
-    for role, (src, model) in sources.items():
-        x = _inputs(cs, src, model, ctx, origin)
-        for flavour in FLAVOURS:
-            dst = ctx.path(layout.calib_model(role, flavour))
-            if flavour == "fp16":
-                p = convert_fp16(src, dst, x, s, role)
-            else:
-                p = quantize_int8(src, dst, x, s, flavour.split(".")[1], role)
-            checks.verify_produced(p, role)
-            made[(role, flavour)] = p
-            outputs.append(layout.calib_model(role, flavour))
-            _logger.info(
-                "calibrate: %s (%s, %.1f s, %.2f MB)%s",
-                layout.calib_model(role, flavour),
-                p.tool,
-                p.seconds,
-                dst.stat().st_size / 1e6,
-                f" — {'; '.join(p.notes)}" if p.notes else "",
-            )
+    outputs, made = [CALIB_NPZ], _make_models(ctx, cs, sources, origin, s)
+    outputs += [layout.calib_model(r, f) for r, f in made]
     student = {f: made[("student", f)] for f in FLAVOURS}
     accuracy = evaluate(cfg, ctx, student_pre, student)
     tuned, written, lines = _tune(cfg, ctx, student_pre, made, accuracy)
