@@ -9,9 +9,10 @@ import types
 import onnx
 
 
-def fake_tensorrt(version: str, parse_ok: bool = True):
+def fake_tensorrt(version: str, parse_ok: bool = True, dla_cores: int = 0):
     major = int(version.split(".")[0])
-    calls = {"network_flags": None, "builder_flags": [], "profile": None, "cache_blob": None, "pool": None}
+    calls = {"network_flags": None, "builder_flags": [], "profile": None, "cache_blob": None, "pool": None,
+             "default_device_type": None, "DLA_core": None}  # fmt: skip
     trt = types.ModuleType("tensorrt")
     trt.__version__ = version
     # 10.x keeps EXPLICIT_BATCH (ignored) beside STRONGLY_TYPED; 11.x has no EXPLICIT_BATCH.
@@ -20,8 +21,10 @@ def fake_tensorrt(version: str, parse_ok: bool = True):
     )
     trt.NetworkDefinitionCreationFlag = enum.IntEnum("NetworkDefinitionCreationFlag", net_flags)
     builder_flags = {"TF32": 2} if major >= 11 else {"FP16": 0, "INT8": 1, "TF32": 2}  # 11 removed FP16/INT8
+    builder_flags["GPU_FALLBACK"] = 3
     trt.BuilderFlag = enum.IntEnum("BuilderFlag", builder_flags)
     trt.MemoryPoolType = enum.IntEnum("MemoryPoolType", {"WORKSPACE": 0})
+    trt.DeviceType = enum.IntEnum("DeviceType", {"GPU": 0, "DLA": 1})
 
     class ILogger:
         Severity = enum.IntEnum("Severity", {"INTERNAL_ERROR": 0, "ERROR": 1, "WARNING": 2, "INFO": 3, "VERBOSE": 4})
@@ -39,6 +42,13 @@ def fake_tensorrt(version: str, parse_ok: bool = True):
     class Config:
         def __init__(self):
             self.cache = None
+
+        def __setattr__(self, name, value):
+            if name in ("default_device_type", "DLA_core"):
+                calls[name] = value
+            elif name != "cache":
+                raise AttributeError(f"IBuilderConfig has no attribute {name}")
+            object.__setattr__(self, name, value)
 
         def set_memory_pool_limit(self, pool, size):
             calls["pool"] = (pool, size)
@@ -89,6 +99,8 @@ def fake_tensorrt(version: str, parse_ok: bool = True):
             return Error(i)
 
     class Builder:
+        num_DLA_cores = dla_cores
+
         def __init__(self, logger):
             self.logger = logger
 

@@ -66,7 +66,24 @@ def _columns(rows: list[dict[str, Any]]) -> tuple[tuple[str, str], ...]:
         columns = _insert_after(columns, "p99", ("e2e p50 ms", "e2e_p50"))
     if any(r.get("top1_drop") is not None for r in rows):
         columns = _insert_after(columns, "agreement", ("drop", "top1_drop"))
+    if any(r.get("layers_kept") for r in rows):
+        columns = _insert_after(columns, "precision", ("FP32 layers", "layers_kept"))
     return columns
+
+
+def kept_lines(rows: list[dict[str, Any]], data: dict[str, Any]) -> list[str]:
+    """The report's lines on INT8 layers kept in higher precision and on the layer sensitivity."""
+    lines = [
+        f"{r['model']} {r['target']}: {r['layers_kept']} layer(s) kept in higher precision to meet "
+        f"--max-int8-drop: {', '.join(r['kept_layers'])}"
+        for r in rows
+        if r.get("layers_kept")
+    ]
+    for flavour, top in (data.get("sensitivity") or {}).items():
+        named = ", ".join(f"{name} ({gain:+.1f} pts)" for name, gain in top)
+        lines.append(f"Most sensitive layers, student {flavour} (calib/sensitivity.json, agreement gained when "
+                     f"kept in higher precision): {named}")  # fmt: skip
+    return lines
 
 
 def _insert_after(columns: tuple[tuple[str, str], ...], key: str, column: tuple[str, str]):
@@ -115,6 +132,7 @@ def write_report(out_dir: Path, rows: list[dict[str, Any]], env: dict[str, Any],
             for r in rows
             if r.get("gate")
         ],
+        *kept_lines(rows, data),
         "",
         f"Environment: {json.dumps(env, sort_keys=True)}",
         "",

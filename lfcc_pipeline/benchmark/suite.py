@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -37,6 +37,7 @@ class Candidate:
     params_m: float
     note: str = ""
     accuracy_only: bool = False  # skip latency/throughput (e.g. a TensorRT model run by ONNX Runtime)
+    extra: dict[str, Any] = field(default_factory=dict)  # more row fields (e.g. layers_kept of an INT8 model)
 
 
 def evaluate(
@@ -77,6 +78,7 @@ def run_suite(
         }
         if cand.note:
             row["note"] = cand.note
+        row.update(cand.extra)
         try:
             runner = cand.make_runner()
             row["device"] = runner.device

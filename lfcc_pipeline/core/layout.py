@@ -2,7 +2,8 @@
 
 teacher/  model.safetensors, metrics.json, checkpoints/last.pt   (the same under student/)
 export/   student.onnx, teacher.onnx, parity.json
-calib/    calib.npz, accuracy.json, <role>.<flavour>.onnx (int8.trt, int8.cpu, fp16)
+calib/    calib.npz, accuracy.json, <role>.<flavour>.onnx (int8.trt, int8.cpu, fp16),
+          <role>.int8.trt-fp16.onnx (strongly typed TensorRT), sensitivity.json/.png (when measured)
 engines/  <role>.<target>.engine (+ .json), timing.cache
 bench/    report.json, report.md, report.png
 bundle/   what an app needs (see the bundle stage)
@@ -21,7 +22,9 @@ CONFIG = "config.yaml"  # the run's resolved configuration (lfcc-pipeline run --
 PARITY = "export/parity.json"
 CALIB_NPZ = "calib/calib.npz"
 CALIB_ACCURACY = "calib/accuracy.json"
+CALIB_SENSITIVITY, CALIB_SENSITIVITY_PNG = "calib/sensitivity.json", "calib/sensitivity.png"
 CALIB_FLAVOURS = ("int8.trt", "int8.cpu", "fp16")
+CALIB_TRT_FP16 = "int8.trt-fp16"  # the FP16-outside-Q/DQ form of int8.trt, for strongly typed TensorRT
 TIMING_CACHE = "engines/timing.cache"
 REPORT_JSON, REPORT_MD, REPORT_PNG = "bench/report.json", "bench/report.md", "bench/report.png"
 

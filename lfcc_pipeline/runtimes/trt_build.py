@@ -6,6 +6,9 @@ command. What each TensorRT version needs is decided in trt_plan.py: TensorRT 8.
 from the FP32 ONNX with a builder flag; TensorRT 11 (strongly typed) needs an FP16 ONNX; INT8 is
 always an explicit Q/DQ ONNX in the TensorRT flavour. Given an FP32 ONNX and a calib.npz, the
 FP16 or Q/DQ model is made on the fly with the calibration library and discarded after the build.
+Strongly typed INT8 builds (TensorRT 11) parse the FP16-outside-Q/DQ form of the Q/DQ model
+(<model>.int8.trt-fp16.onnx beside <model>.int8.trt.onnx, or made on the fly), so the layers outside
+the INT8 regions run in FP16 rather than in the FP32 of the preview model.
 """
 
 from __future__ import annotations
@@ -20,12 +23,13 @@ from lfcc_pipeline.calib import checks, graph
 from lfcc_pipeline.calib.calibset import load_calibset, model_inputs
 from lfcc_pipeline.calib.fp16 import convert_fp16
 from lfcc_pipeline.calib.qdq import QuantSpec, quantize_int8
+from lfcc_pipeline.calib.qdq_fp16 import qdq_fp16
 from lfcc_pipeline.core.config import RunConfig
 from lfcc_pipeline.core.errors import ArtifactError, ConfigError
 from lfcc_pipeline.core.onnx_meta import metadata, preprocess_of
 from lfcc_pipeline.core.targets import TRT_TARGETS, parse_target
 from lfcc_pipeline.runtimes import trt_engine
-from lfcc_pipeline.runtimes.trt_plan import BuildPlan, input_profile, plan_build
+from lfcc_pipeline.runtimes.trt_plan import BuildPlan, check_dla, input_profile, plan_build
 
 _logger = logging.getLogger(__name__)
 
@@ -42,6 +46,7 @@ class BuildRequest:
     workspace_mb: int | None = None
     timing_cache: Path | None = None
     spec: QuantSpec = field(default_factory=QuantSpec)  # calibration settings for an on-the-fly Q/DQ model
+    dla_core: int | None = None  # Jetson: build for this DLA core (GPU fallback); needs a static batch
 
     @classmethod
     def from_config(
@@ -51,7 +56,8 @@ class BuildRequest:
         b = cfg.build
         return cls(onnx=onnx, target=target, engine=engine, calib=calib, spec=QuantSpec.from_config(cfg.calib),
                    min_batch=b.min_batch, opt_batch=b.opt_batch, max_batch=b.resolved_max(cfg.bench.batch_size),
-                   workspace_mb=b.workspace_mb, timing_cache=timing_cache)  # fmt: skip
+                   workspace_mb=b.workspace_mb, timing_cache=timing_cache,
+                   dla_core=getattr(b, "dla_core", None))  # fmt: skip
 
 
 def default_engine_path(onnx: Path, target: str) -> Path:
@@ -107,6 +113,14 @@ def source_plan(plan: BuildPlan, kind: str, req: BuildRequest, trt_version: str)
     raise ConfigError(f"{req.target} on TensorRT {trt_version} needs {want}; {given}", "pass the matching ONNX file")
 
 
+def strongly_typed_twin(onnx: Path) -> Path | None:
+    """calib/<model>.int8.trt-fp16.onnx beside a calib/<model>.int8.trt.onnx, where calibrate wrote one."""
+    if not onnx.name.endswith(".int8.trt.onnx"):
+        return None
+    twin = onnx.with_name(onnx.name[: -len(".int8.trt.onnx")] + ".int8.trt-fp16.onnx")
+    return twin if twin.is_file() else None
+
+
 def _calibration_inputs(req: BuildRequest, model):
     cs = load_calibset(req.calib)
     pre = preprocess_of(metadata(model), req.onnx, required=False)  # None: not ours; the set's own normalisation
@@ -126,6 +140,8 @@ def build_target(req: BuildRequest) -> dict[str, Any]:
     profile = input_profile(list(dims), req.min_batch, req.opt_batch, req.max_batch)
     trt = trt_engine.import_tensorrt()
     plan = plan_build(trt.__version__, parse_target(req.target).precision)
+    if req.dla_core is not None:
+        check_dla(trt.__version__, plan.precision, profile, req.dla_core)
     how = source_plan(plan, onnx_kind(model), req, trt.__version__)
     extra: dict[str, Any] = {"target": req.target}
     with tempfile.TemporaryDirectory(prefix="lfcc-build-") as tmp:
@@ -139,10 +155,16 @@ def build_target(req: BuildRequest) -> dict[str, Any]:
             else:
                 produced = quantize_int8(req.onnx, src, data, req.spec, "trt", label)
                 checks.verify_produced(produced, label)
+                if plan.strongly_typed:  # FP16 outside the INT8 regions
+                    src = qdq_fp16(src, Path(tmp) / f"{req.onnx.stem}.qdq-fp16.onnx", data, label).path
             extra["converted"] = f"{how[3:]} made from {req.onnx.name} with {produced.tool} on {req.calib}"
             _logger.info("build: %s", extra["converted"])
+        elif plan.strongly_typed and plan.precision == "int8" and strongly_typed_twin(req.onnx) is not None:
+            src = strongly_typed_twin(req.onnx)
+            extra["strongly_typed_onnx"] = str(src)
+            _logger.info("build: strongly typed INT8 from %s (FP16 outside the Q/DQ regions)", src.name)
         return trt_engine.build_engine(
             src, req.engine, plan, profile, input_name,
             workspace_bytes=req.workspace_mb * (1 << 20) if req.workspace_mb else None,
-            timing_cache=req.timing_cache, source_of_record=req.onnx, extra_meta=extra,
+            timing_cache=req.timing_cache, source_of_record=req.onnx, extra_meta=extra, dla_core=req.dla_core,
         )  # fmt: skip

@@ -111,6 +111,7 @@ def build_engine(
     timing_cache: Path | None = None,
     source_of_record: Path | None = None,
     extra_meta: dict[str, Any] | None = None,
+    dla_core: int | None = None,
 ) -> dict[str, Any]:
     """Build `onnx_path` into `engine_path` (+ `.json`) following `plan`; return the metadata.
 
@@ -141,6 +142,8 @@ def build_engine(
         if flag is None:
             raise TargetUnavailable(f"TensorRT {trt.__version__} has no BuilderFlag.{name}", "see the build plan")
         config.set_flag(flag)
+    if dla_core is not None:
+        _use_dla(trt, builder, config, dla_core)
     opt_profile = builder.create_optimization_profile()
     opt_profile.set_shape(input_name, *profile.shapes())
     if config.add_optimization_profile(opt_profile) < 0:
@@ -171,6 +174,7 @@ def build_engine(
         "input": input_name,
         "profile": {"min": profile.shapes()[0], "opt": profile.shapes()[1], "max": profile.shapes()[2]},
         "build_seconds": round(seconds, 2),
+        "dla_core": dla_core,
         "source_onnx": str(record),
         "source_onnx_sha256": sha256_file(record),
         "metadata": _onnx_metadata(record),
@@ -180,6 +184,18 @@ def build_engine(
     _logger.info("built %s (%s, %.1f MB) in %.1f s", engine_path.name, plan.precision,
                  engine_path.stat().st_size / 1e6, seconds)  # fmt: skip
     return meta
+
+
+def _use_dla(trt, builder, config, dla_core: int) -> None:
+    """DLA as the default device (core `dla_core`), the GPU for layers DLA cannot run."""
+    cores = int(getattr(builder, "num_DLA_cores", 0))
+    if dla_core >= cores:
+        have = f"{cores} DLA core(s)" if cores else "no DLA (e.g. a discrete GPU or Jetson Orin Nano)"
+        raise TargetUnavailable(f"--dla-core {dla_core}, but this machine has {have}",
+                                "drop --dla-core" + (f" or use 0..{cores - 1}" if cores else ""))  # fmt: skip
+    config.default_device_type = trt.DeviceType.DLA
+    config.DLA_core = dla_core
+    config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
 
 
 def engine_json(engine_path: Path) -> Path:

@@ -12,8 +12,8 @@ Facts (NVIDIA TensorRT docs and migration guides 8.6 -> 10.x -> 11.x):
   but still builds. Implicit INT8 calibrators are deprecated since 10.1 and not used here.
 - 11.x: strongly typed only; the FP16/INT8/... builder flags are gone, so FP16 needs an FP16 ONNX
   (modelopt AutoCast or an equivalent converter) and INT8 a Q/DQ ONNX, whose unquantized layers
-  run in the precision the ONNX gives them (FP32 for calibrate's model; FP16 for a Q/DQ model
-  made with ModelOpt's high_precision_dtype="fp16").
+  run in the precision the ONNX gives them: the build parses calibrate's FP16-outside-Q/DQ form
+  (calib/<model>.int8.trt-fp16.onnx, calib/qdq_fp16.py) where it exists, else the FP32-outside one.
 - JetPack 6 ships TensorRT 10.3: the 10.x rules.
 """
 
@@ -132,3 +132,37 @@ def engine_mismatch(meta: dict, trt_version: str, compute_capability: str, gpu_n
         return (f"it was built for {meta.get('gpu', '?')} (compute capability {built_cc}), "
                 f"this machine has {gpu_name} ({compute_capability})")  # fmt: skip
     return None
+
+
+# NVIDIA's "Working with DLA" pages: DLA builds with TensorRT 8.6 and 10.x up to 10.7 (JetPack 5/6 ship
+# 8.5/10.3); 10.8+ and 11.0-11.4.0 have no DLA; 11.4.1+ brings strongly typed DLA builds back (AGX Orin).
+# DLA runs FP16 and INT8 layers only, with static shapes; the GPU runs what DLA cannot (GPU_FALLBACK).
+DLA_SUPPORT = "TensorRT 8.6, 10.0-10.7 (JetPack 6 ships 10.3) or 11.4.1+"
+
+
+def dla_supported(trt_version: str) -> bool:
+    major, minor = major_version(trt_version), _minor(trt_version)
+    patch = trt_version.split(".")[2] if trt_version.count(".") >= 2 else "0"
+    patch_n = int(patch) if patch.isdigit() else 0
+    if major == 8:
+        return minor >= 6
+    if major == 10:
+        return minor <= 7
+    return major > 11 or (major == 11 and (minor > 4 or (minor == 4 and patch_n >= 1)))
+
+
+def check_dla(trt_version: str, precision: str, profile: Profile, dla_core: int) -> None:
+    """ConfigError/TargetUnavailable (one line) unless `dla_core` can build this engine here."""
+    if dla_core < 0:
+        raise ConfigError(f"--dla-core {dla_core} is negative", "use 0 or 1 (the DLA core to run on)")
+    if precision == "fp32":
+        raise ConfigError("--dla-core with trt-fp32: DLA runs FP16 and INT8 layers only",
+                          "use --target trt-fp16 or trt-int8 with --dla-core")  # fmt: skip
+    if not dla_supported(trt_version):
+        raise TargetUnavailable(f"TensorRT {trt_version} cannot build for DLA (DLA needs {DLA_SUPPORT})",
+                                "install a TensorRT version with DLA support, or drop --dla-core")  # fmt: skip
+    if profile.min_batch != profile.max_batch:
+        raise ConfigError(
+            f"--dla-core needs a static input shape, the profile spans batch {profile.min_batch}..{profile.max_batch}",
+            "set --min-batch, --opt-batch and --max-batch to the same value (e.g. 1)",
+        )

@@ -65,7 +65,10 @@ class TrtRunner(Runner):
         except OSError as e:
             raise ArtifactError(f"cannot read engine {self.path}: {e.strerror}", "check the path") from e
         mark = self.logger.mark()
-        self.engine = trt.Runtime(self.logger).deserialize_cuda_engine(blob)
+        runtime = trt.Runtime(self.logger)
+        if meta.get("dla_core") is not None:  # an engine built for DLA runs on the core it was built for
+            runtime.DLA_core = int(meta["dla_core"])
+        self.engine = runtime.deserialize_cuda_engine(blob)
         if self.engine is None:  # TensorRT returns None (no exception) for foreign or corrupt plans
             reason = self.logger.reason(mark, "not a TensorRT engine for this setup")
             raise ArtifactError(f"TensorRT cannot load {self.path.name}: {reason}",

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import functools
+import json
 import logging
 
 import torch
 
 from lfcc_pipeline.benchmark.session import EVAL_BATCH, Reference, numpy_preprocess, run_benchmark
 from lfcc_pipeline.benchmark.suite import Candidate
+from lfcc_pipeline.calib.layers import KEPT_META
 from lfcc_pipeline.core import layout
 from lfcc_pipeline.core.config import RunConfig, as_dict
 from lfcc_pipeline.core.errors import StageFailed
 from lfcc_pipeline.core.metrics import topk_accuracy
+from lfcc_pipeline.core.onnx_meta import read_metadata
 from lfcc_pipeline.core.stage import Stage, StageContext, StageResult
 from lfcc_pipeline.core.targets import parse_target
 from lfcc_pipeline.data.run_data import batches, dataset
@@ -39,6 +42,26 @@ def config_slice(cfg: RunConfig) -> dict:
 
 def _mb(path) -> float:
     return path.stat().st_size / 1e6
+
+
+def _kept(ctx: StageContext, role: str, name: str) -> dict:
+    """layers_kept/kept_layers of an INT8 row: the layers its calibrated model keeps in higher precision."""
+    t = parse_target(name)
+    if t.precision != "int8":
+        return {}
+    path = ctx.path(layout.calib_model(role, t.calib_flavour))  # trt-int8 engines: built from int8.trt
+    kept = json.loads(read_metadata(path).get(KEPT_META) or "[]") if path.is_file() else []
+    return {"layers_kept": len(kept), "kept_layers": [k.get("module") or k["node"] for k in kept]}
+
+
+def _sensitivity(ctx: StageContext) -> dict:
+    """The report's summary of calib/sensitivity.json: per flavour, the three most sensitive layers."""
+    path = ctx.path(layout.CALIB_SENSITIVITY)
+    if not path.is_file():
+        return {}
+    report = json.loads(path.read_text())
+    return {"sensitivity": {f: [[r.get("module") or r["node"], r["agreement_gain"]] for r in v["layers"][:3]]
+                            for f, v in report.get("flavours", {}).items()}}  # fmt: skip
 
 
 def _runner(cfg: RunConfig, ctx: StageContext, role: str, name: str, model, weights, providers):
@@ -78,14 +101,14 @@ def _candidates(cfg: RunConfig, ctx: StageContext) -> tuple[list[Candidate], dic
             if made is not None:
                 t = parse_target(name)
                 cands.append(Candidate(role, recipe.name, name, t.runtime, t.precision, made[0],
-                                       numpy_preprocess(norm), made[1], params))  # fmt: skip
+                                       numpy_preprocess(norm), made[1], params, extra=_kept(ctx, role, name)))  # fmt: skip
         if role == "student" and any(parse_target(n).precision == "int8" for n in cfg.bench.targets):
             qdq = layout.require(ctx.run_dir, layout.calib_model(role, "int8.trt"), "calibrate")
             make = functools.partial(OrtRunner, qdq, "int8", providers, threads=cfg.bench.threads)
             note = "accuracy preview"
             cands.append(
                 Candidate(role, recipe.name, TRT_QDQ_TARGET, "ort", "int8", make, numpy_preprocess(norm), _mb(qdq),
-                          params, note=note, accuracy_only=True)
+                          params, note=note, accuracy_only=True, extra=_kept(ctx, role, "trt-int8"))
             )  # fmt: skip
         models[role] = (model, norm)
     return cands, models
@@ -112,7 +135,7 @@ def run(cfg: RunConfig, ctx: StageContext) -> StageResult:
     rows, over = run_benchmark(
         cands, ds, size, lambda split: batches(cfg, split, train=False, img_size=size, batch_size=EVAL_BATCH),
         lambda data: Reference(_logits(*models["teacher"], ctx.device, data)), cfg.bench, ctx.path("bench"),
-        max_drop=cfg.calib.max_int8_drop, fp32_top1=fp32_top1,
+        info=_sensitivity(ctx), max_drop=cfg.calib.max_int8_drop, fp32_top1=fp32_top1,
     )  # fmt: skip
     for line in over:
         if cfg.calib.strict:

@@ -4,9 +4,13 @@ Writes calib/calib.npz, then per model (the student; the teacher too unless --no
   calib/<role>.int8.trt.onnx  Q/DQ for TensorRT (symmetric, per-channel weights)
   calib/<role>.int8.cpu.onnx  the flavour ONNX Runtime's CPU provider runs fastest (U8S8 Q/DQ)
   calib/<role>.fp16.onnx      FP16 with LayerNorm/Softmax/reductions in FP32, FP32 inputs/outputs
+  calib/<role>.int8.trt-fp16.onnx  the TensorRT flavour with FP16 outside Q/DQ (strongly typed TensorRT)
 checks each graph against what TensorRT needs (calib/checks.py), and measures the student's
-models against the FP32 student on validation images (calib/accuracy.json): the INT8 accuracy
-gate (--max-int8-drop) warns, or fails the stage with --strict.
+models against the FP32 student on validation images (calib/accuracy.json). Where a student INT8
+flavour loses more than --max-int8-drop top-1 points (or where sensitivity is asked for), the layer
+sensitivity goes to calib/sensitivity.json/.png, and layers are kept in higher precision, most
+sensitive first, until the drop is within the budget (calib/tuning.py); the final model replaces the
+all-INT8 one. A budget still not met warns, or fails the stage with --strict.
 """
 
 from __future__ import annotations
@@ -20,11 +24,15 @@ import torch
 from lfcc_pipeline.calib import checks, graph
 from lfcc_pipeline.calib.calibset import CalibSet, load_calibset, model_inputs, save_calibset, stratified_indices
 from lfcc_pipeline.calib.fp16 import convert_fp16, fp16_tool
+from lfcc_pipeline.calib.layers import kept_layers
 from lfcc_pipeline.calib.qdq import Produced, QuantSpec, modelopt_version, ort_version, quantize_int8, trt_quantizer
+from lfcc_pipeline.calib.qdq_fp16 import fp16_outside_problems, qdq_fp16
+from lfcc_pipeline.calib.sensitivity_plot import plot_sensitivity
+from lfcc_pipeline.calib.tuning import Tuned, TuneSpec, mixed_line, tune
 from lfcc_pipeline.core import layout
 from lfcc_pipeline.core.atomic import sha256_file, write_json
 from lfcc_pipeline.core.config import RunConfig, as_dict
-from lfcc_pipeline.core.errors import DataError, StageFailed
+from lfcc_pipeline.core.errors import ConfigError, DataError, StageFailed
 from lfcc_pipeline.core.layout import CALIB_NPZ
 from lfcc_pipeline.core.metrics import agreement, topk_accuracy
 from lfcc_pipeline.core.onnx_meta import metadata, preprocess_of
@@ -49,8 +57,9 @@ def needed(cfg: RunConfig) -> bool:
 
 def config_slice(cfg: RunConfig) -> dict:
     c = as_dict(cfg.calib)
-    for gate_only in ("max_int8_drop", "strict"):  # the gate is re-applied by bench; no recalibration
-        c.pop(gate_only)
+    c.pop("strict")  # warn or fail: the same models either way
+    if _tune_spec(cfg).mixed_max_layers == 0:
+        c.pop("max_int8_drop")  # only a gate (re-applied by bench) without mixed precision
     if cfg.calib.file is not None:
         c["file"] = sha256_file(cfg.calib.file)
     return {
@@ -155,6 +164,66 @@ def evaluate(cfg: RunConfig, ctx: StageContext, pre: Preprocess, produced: dict[
     return {"split": "val", "images": len(split), "student": result}
 
 
+def _tune_spec(cfg: RunConfig) -> TuneSpec:
+    c = cfg.calib  # the sensitivity/mixed fields are read with defaults until the config declares them
+    return TuneSpec(
+        budget=c.max_int8_drop,
+        sensitivity=bool(getattr(c, "sensitivity", False)),
+        sensitivity_images=int(getattr(c, "sensitivity_images", 256)),
+        sensitivity_layers=int(getattr(c, "sensitivity_layers", 16)),
+        mixed_max_layers=int(getattr(c, "mixed_max_layers", 8)),
+        threads=cfg.bench.threads,
+    )
+
+
+def _val_arrays(cfg: RunConfig, pre: Preprocess) -> tuple[np.ndarray, np.ndarray]:
+    """The accuracy check's validation images as the student's inputs, and their labels."""
+    norm = Normalization(tuple(pre.mean), tuple(pre.std))
+    xs, ys = [], []
+    for x, y in _batches(cfg, _val_subset(cfg)):
+        xs.append(norm(to_float(x, pre.img_size)).numpy())
+        ys.append(y.numpy())
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def _tune(cfg: RunConfig, ctx: StageContext, pre: Preprocess, made: dict, accuracy: dict) -> tuple[Tuned, list, list]:
+    """Sensitivity and mixed precision for the student's INT8 models: (result, outputs written, one line per
+    flavour the budget search ran for). A mixed model replaces the all-INT8 file of its flavour."""
+    spec = _tune_spec(cfg)
+    qdq = {f: made[("student", f)].path for f in ("int8.trt", "int8.cpu")}
+    over = [f for f in qdq if accuracy["student"][f]["top1_drop"] > spec.budget]
+    tuned = Tuned()
+    if spec.sensitivity or (over and spec.mixed_max_layers > 0):
+        x, y = _val_arrays(cfg, pre)
+        tuned = tune(qdq, ctx.path(layout.onnx("student")), x, y, spec)
+    lines = []
+    for flavour, m in tuned.mixed.items():
+        if m.kept:
+            graph.save(m.model, qdq[flavour])
+            made[("student", flavour)].notes.append(f"{len(m.kept)} layer(s) kept in higher precision")
+            checks.verify_produced(made[("student", flavour)], "student")
+        lines.append(mixed_line("student", flavour, m, spec.budget, spec.mixed_max_layers))
+    paths = (layout.CALIB_SENSITIVITY, layout.CALIB_SENSITIVITY_PNG)
+    if not tuned.sensitivity:
+        for rel in paths:  # an earlier run's report would describe other models
+            ctx.path(rel).unlink(missing_ok=True)
+        return tuned, [], lines
+    report = {"model": "student", "split": "val", "flavours": tuned.sensitivity,
+              "mixed": {f: m.describe() for f, m in tuned.mixed.items()}}  # fmt: skip
+    write_json(ctx.path(paths[0]), report)
+    plot_sensitivity(report, ctx.path(paths[1]))
+    return tuned, list(paths), lines
+
+
+def _check_quantizable(cfg: RunConfig, model, src) -> None:
+    """ConfigError before anything is written when sensitivity is asked of a model with no weighted op."""
+    if _tune_spec(cfg).sensitivity and not any(n.op_type in checks.WEIGHTED_OPS for n in model.graph.node):
+        raise ConfigError(
+            f"sensitivity asked for, but {src.name} has no quantizable layer (no Conv/ConvTranspose/Gemm/MatMul)",
+            "turn sensitivity off for this model",
+        )
+
+
 def gate(cfg: RunConfig, accuracy: dict) -> list[str]:
     """Lines for every INT8 student model whose top-1 drop exceeds --max-int8-drop."""
     limit = cfg.calib.max_int8_drop
@@ -169,28 +238,43 @@ def gate(cfg: RunConfig, accuracy: dict) -> list[str]:
     return over
 
 
-def run(cfg: RunConfig, ctx: StageContext) -> StageResult:
-    s = QuantSpec.from_config(cfg.calib)
-    student_onnx = layout.require(ctx.run_dir, layout.onnx("student"), "export")
-    student_pre = _preprocess_of(graph.load(student_onnx), student_onnx)
-    cs = _calibset(cfg, student_pre)
-    origin = str(cfg.calib.file) if cfg.calib.file else CALIB_NPZ
-    sources = {role: _source(cfg, ctx, role) for role in layout.calib_roles(cfg)}
-    for role in {"student", "teacher"} - set(sources):  # an earlier run's models of a role skipped now
-        for flavour in FLAVOURS:
-            ctx.path(layout.calib_model(role, flavour)).unlink(missing_ok=True)
-    for src, model in sources.values():  # fail on a mismatch before anything is written
-        _inputs(dataclasses.replace(cs, images=cs.images[:1]), src, model, ctx, origin)
-    save_calibset(ctx.path(CALIB_NPZ), cs)
-    _logger.info(
-        "calibrate: %d images (%s), method %s, TensorRT flavour by %s, FP16 by %s",
-        len(cs),
-        "from " + origin if cfg.calib.file else "class-stratified from the training split",
-        s.method,
-        trt_quantizer(s),
-        fp16_tool(s),
-    )
-    outputs, made = [CALIB_NPZ], {}
+def _strongly_typed_forms(ctx: StageContext, cs: CalibSet, sources: dict, made: dict, origin: str) -> list[str]:
+    """calib/<role>.int8.trt-fp16.onnx, the FP16-outside-Q/DQ form of each final TensorRT-flavour model."""
+    written = []
+    for role, (src, model) in sources.items():
+        rel = layout.calib_model(role, layout.CALIB_TRT_FP16)
+        p = qdq_fp16(made[(role, "int8.trt")].path, ctx.path(rel), _inputs(cs, src, model, ctx, origin), role)
+        problems = fp16_outside_problems(graph.load(p.path))
+        if problems:  # e.g. a node kept FP32 for range: still a valid model, but say so
+            _logger.warning(
+                "warning: %s: %s%s", rel, problems[0], f" (+{len(problems) - 1} more)" if problems[1:] else ""
+            )
+        made[(role, p.flavour)] = p
+        written.append(rel)
+        _logger.info("calibrate: %s (%s, %.1f s)", rel, p.tool, p.seconds)
+    return written
+
+
+def _describe(p: Produced) -> dict:
+    if p.flavour == "fp16":
+        return p.describe()
+    return {**p.describe(), "kept_layers": kept_layers(graph.load(p.path))}
+
+
+def _budget_lines(cfg: RunConfig, tuned: Tuned, lines: list[str]) -> None:
+    """Log the budget search's lines; an unmet budget warns, or fails the stage with --strict."""
+    for (flavour, m), line in zip(tuned.mixed.items(), lines, strict=True):
+        if m.met:
+            _logger.info("calibrate: %s", line)
+        elif cfg.calib.strict:
+            raise ConfigError(line, f"raise --max-int8-drop or allow more layers in higher precision ({flavour})")
+        else:
+            _logger.warning("warning: %s", line)
+
+
+def _make_models(ctx: StageContext, cs: CalibSet, sources: dict, origin: str, s: QuantSpec) -> dict:
+    """Every role's all-INT8 (both flavours) and FP16 models, each checked: {(role, flavour): Produced}."""
+    made = {}
     for role, (src, model) in sources.items():
         x = _inputs(cs, src, model, ctx, origin)
         for flavour in FLAVOURS:
@@ -201,7 +285,6 @@ def run(cfg: RunConfig, ctx: StageContext) -> StageResult:
                 p = quantize_int8(src, dst, x, s, flavour.split(".")[1], role)
             checks.verify_produced(p, role)
             made[(role, flavour)] = p
-            outputs.append(layout.calib_model(role, flavour))
             _logger.info(
                 "calibrate: %s (%s, %.1f s, %.2f MB)%s",
                 layout.calib_model(role, flavour),
@@ -210,15 +293,49 @@ def run(cfg: RunConfig, ctx: StageContext) -> StageResult:
                 dst.stat().st_size / 1e6,
                 f" — {'; '.join(p.notes)}" if p.notes else "",
             )
-    accuracy = evaluate(cfg, ctx, student_pre, {f: made[("student", f)] for f in FLAVOURS})
+    return made
+
+
+def run(cfg: RunConfig, ctx: StageContext) -> StageResult:
+    s = QuantSpec.from_config(cfg.calib)
+    student_onnx = layout.require(ctx.run_dir, layout.onnx("student"), "export")
+    student_pre = _preprocess_of(graph.load(student_onnx), student_onnx)
+    cs = _calibset(cfg, student_pre)
+    origin = str(cfg.calib.file) if cfg.calib.file else CALIB_NPZ
+    sources = {role: _source(cfg, ctx, role) for role in layout.calib_roles(cfg)}
+    for role in {"student", "teacher"} - set(sources):  # an earlier run's models of a role skipped now
+        for flavour in (*FLAVOURS, layout.CALIB_TRT_FP16):
+            ctx.path(layout.calib_model(role, flavour)).unlink(missing_ok=True)
+    for src, model in sources.values():  # fail on a mismatch before anything is written
+        _inputs(dataclasses.replace(cs, images=cs.images[:1]), src, model, ctx, origin)
+    _check_quantizable(cfg, sources["student"][1], sources["student"][0])
+    save_calibset(ctx.path(CALIB_NPZ), cs)
+    _logger.info(
+        "calibrate: %d images (%s), method %s, TensorRT flavour by %s, FP16 by %s",
+        len(cs),
+        "from " + origin if cfg.calib.file else "class-stratified from the training split",
+        s.method,
+        trt_quantizer(s),
+        fp16_tool(s),
+    )
+    outputs, made = [CALIB_NPZ], _make_models(ctx, cs, sources, origin, s)
+    outputs += [layout.calib_model(r, f) for r, f in made]
+    student = {f: made[("student", f)] for f in FLAVOURS}
+    accuracy = evaluate(cfg, ctx, student_pre, student)
+    tuned, written, lines = _tune(cfg, ctx, student_pre, made, accuracy)
+    if any(m.kept for m in tuned.mixed.values()):
+        accuracy = evaluate(cfg, ctx, student_pre, student)  # the final models
     over = gate(cfg, accuracy)
+    outputs += _strongly_typed_forms(ctx, cs, sources, made, origin)
     accuracy.update(
         calib={**cs.meta(), "images": len(cs), "per_class": cs.per_class(), "method": s.method},
-        models={layout.calib_model(r, f): p.describe() for (r, f), p in made.items()},
+        models={layout.calib_model(r, f): _describe(p) for (r, f), p in made.items()},
         gate={"max_int8_drop": cfg.calib.max_int8_drop, "ok": not over, "over": over},
+        mixed={f: m.describe() for f, m in tuned.mixed.items()},
     )
     write_json(ctx.path(layout.CALIB_ACCURACY), accuracy)
-    outputs.append(layout.CALIB_ACCURACY)
+    outputs += [layout.CALIB_ACCURACY, *written]
+    _budget_lines(cfg, tuned, lines)
     st = accuracy["student"]
     summary = (
         f"calibrate: student top-1 drop vs FP32 on {accuracy['images']} val images: int8.trt "

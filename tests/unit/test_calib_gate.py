@@ -89,11 +89,13 @@ def test_calibrate_gate_names_each_flavour_beyond_the_limit():
     assert len(lines) == 2 and lines[0].startswith("student int8.trt loses 1.50 top-1 points (78.50% vs FP32 80.00%")
 
 
-def test_gate_settings_do_not_recalibrate():
+def test_strict_does_not_recalibrate_but_the_budget_does():
+    """--max-int8-drop is the mixed-precision search's target, so it changes the models; --strict does not."""
     a = calibrate.config_slice(RunConfig(calib=CalibConfig(max_int8_drop=1.0, strict=False), data=_mini()))
-    b = calibrate.config_slice(RunConfig(calib=CalibConfig(max_int8_drop=0.1, strict=True), data=_mini()))
+    b = calibrate.config_slice(RunConfig(calib=CalibConfig(max_int8_drop=1.0, strict=True), data=_mini()))
     c = calibrate.config_slice(RunConfig(calib=CalibConfig(method="max"), data=_mini()))
-    assert a == b and a != c
+    d = calibrate.config_slice(RunConfig(calib=CalibConfig(max_int8_drop=0.1), data=_mini()))
+    assert a == b and a != c and a != d
 
 
 def _mini():

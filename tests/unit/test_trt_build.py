@@ -50,8 +50,8 @@ def files(tmp_path_factory):
 
 @pytest.fixture
 def fake(monkeypatch):
-    def install(version: str):
-        trt, calls = fake_tensorrt(version)
+    def install(version: str, **kwargs):
+        trt, calls = fake_tensorrt(version, **kwargs)
         monkeypatch.setattr(trt_engine, "import_tensorrt", lambda: trt)
         monkeypatch.setattr(
             trt_engine, "gpu_identity", lambda index=0: {"gpu": "Fake GPU", "compute_capability": "8.7"}
@@ -184,3 +184,78 @@ def test_a_run_with_tensorrt_targets_needs_batch_1_and_the_throughput_batch_in_t
     with pytest.raises(ConfigError, match="smaller than the throughput batch"):
         RunConfig(bench=trt, build=BuildConfig(max_batch=16)).validate()
     RunConfig(bench=BenchConfig(targets=("torch",)), build=BuildConfig(min_batch=2, opt_batch=2)).validate()
+
+
+@pytest.mark.parametrize("version, fp16_outside", [("11.1.0", True), ("10.3.0", False)])
+def test_strongly_typed_int8_parses_the_fp16_outside_qdq_model(version, fp16_outside, files, fake, tmp_path):
+    """TensorRT 11 builds INT8 from calibrate's <model>.int8.trt-fp16.onnx where it lies beside the Q/DQ model
+    (weakly typed TensorRT 10 keeps the given one), and makes that form on the fly from an FP32 ONNX."""
+    import shutil
+
+    from lfcc_pipeline.calib.calibset import load_calibset, model_inputs
+    from lfcc_pipeline.calib.qdq_fp16 import qdq_fp16
+
+    qdq = tmp_path / "student.int8.trt.onnx"
+    shutil.copy(files / "student.int8.trt.onnx", qdq)
+    data = model_inputs(load_calibset(files / "calib.npz"), None)
+    twin = qdq_fp16(qdq, tmp_path / "student.int8.trt-fp16.onnx", data, "student").path
+    calls = fake(version)
+    meta = build_target(BuildRequest(qdq, "trt-int8", tmp_path / "student.trt-int8.engine"))
+    assert calls["parsed"] == str(twin if fp16_outside else qdq) and "QuantizeLinear" in calls["parsed_ops"]
+    assert calls["parsed_fp16"] is fp16_outside and meta["source_onnx"] == str(qdq)
+    assert ("strongly_typed_onnx" in meta) is fp16_outside
+    calls = fake(version)
+    build_target(BuildRequest(files / "student.onnx", "trt-int8", tmp_path / "fly.engine", files / "calib.npz",
+                              spec=SPEC))  # fmt: skip
+    assert "QuantizeLinear" in calls["parsed_ops"] and calls["parsed_fp16"] is fp16_outside
+
+
+@pytest.mark.parametrize("version, target", [("10.3.0", "trt-fp16"), ("10.3.0", "trt-int8"), ("8.6.1", "trt-int8"),
+                                             ("11.4.1", "trt-int8")])  # fmt: skip
+def test_dla_builds_set_the_default_device_core_and_gpu_fallback(version, target, files, fake, tmp_path):
+    calls = fake(version, dla_cores=2)
+    given = files / ("student.int8.trt.onnx" if target == "trt-int8" else "student.onnx")
+    engine = tmp_path / "student.engine"
+    meta = build_target(BuildRequest(given, target, engine, min_batch=1, opt_batch=1, max_batch=1, dla_core=1))
+    assert calls["DLA_core"] == 1 and calls["default_device_type"].name == "DLA"
+    assert "GPU_FALLBACK" in calls["builder_flags"]
+    assert json.loads(engine.with_name(engine.name + ".json").read_text())["dla_core"] == meta["dla_core"] == 1
+
+
+def test_no_dla_by_default(files, fake, tmp_path):
+    calls = fake("10.3.0", dla_cores=2)
+    meta = build_target(BuildRequest(files / "student.onnx", "trt-fp16", tmp_path / "e.engine"))
+    assert calls["DLA_core"] is None and "GPU_FALLBACK" not in calls["builder_flags"] and meta["dla_core"] is None
+
+
+@pytest.mark.parametrize(
+    "version, target, cores, batches, core, words",
+    [
+        ("10.3.0", "trt-fp16", 0, (1, 1, 1), 0, "this machine has no DLA"),
+        ("10.3.0", "trt-fp16", 2, (1, 1, 1), 2, "has 2 DLA core(s)"),
+        ("10.3.0", "trt-fp16", 2, (1, 1, 8), 0, "needs a static input shape"),
+        ("10.3.0", "trt-fp32", 2, (1, 1, 1), 0, "DLA runs FP16 and INT8 layers only"),
+        ("10.13.2", "trt-fp16", 2, (1, 1, 1), 0, "cannot build for DLA"),
+        ("11.1.0", "trt-int8", 2, (1, 1, 1), 0, "cannot build for DLA"),
+        ("10.3.0", "trt-fp16", 2, (1, 1, 1), -1, "is negative"),
+    ],
+)
+def test_dla_bad_input_is_one_line_and_writes_nothing(version, target, cores, batches, core, words, files, fake,
+                                                      tmp_path):  # fmt: skip
+    from lfcc_pipeline.core.errors import LfccError
+
+    fake(version, dla_cores=cores)
+    given = files / ("student.int8.trt.onnx" if target == "trt-int8" else "student.onnx")
+    engine = tmp_path / "e.engine"
+    lo, opt, hi = batches
+    with pytest.raises(LfccError) as e:
+        build_target(BuildRequest(given, target, engine, min_batch=lo, opt_batch=opt, max_batch=hi, dla_core=core))
+    assert words in e.value.line() and "\n" not in e.value.line()
+    assert not engine.exists()
+
+
+def test_dla_versions_follow_nvidia_support_matrix():
+    from lfcc_pipeline.runtimes.trt_plan import dla_supported
+
+    assert [dla_supported(v) for v in ("8.6.1", "10.3.0", "10.7.0", "10.8.0", "11.3.0", "11.4.0", "11.4.1", "11.5")] == [
+        True, True, True, False, False, False, True, True]  # fmt: skip
