@@ -179,6 +179,20 @@ class CalibConfig:
         check=at_least(0, "the default is 1.0"),
     )
     strict: bool = option(False, is_flag=True, help="Fail instead of warning when --max-int8-drop is exceeded.")
+    sensitivity: bool = option(
+        False,
+        negatable=True,
+        help="Write calib/sensitivity.json/.png even when the INT8 drop is within --max-int8-drop.",
+    )
+    sensitivity_images: int = option(256, help="Validation images the layer sensitivity runs on.", check=positive)
+    sensitivity_layers: int = option(
+        16, help="Layers measured for sensitivity (the highest by a quantization-error proxy).", check=positive
+    )
+    mixed_max_layers: int = option(
+        8,
+        help="Most layers kept in higher precision to meet --max-int8-drop (0: the budget is only a gate).",
+        check=non_negative,
+    )
 
 
 @dataclass(frozen=True)
@@ -218,6 +232,12 @@ class BuildConfig:
     )
     workspace_mb: int | None = option(  # None: TensorRT's default (all device memory)
         None, flag="--workspace", metavar="MB", help="TensorRT workspace limit in MiB.", check=positive
+    )
+    dla_core: int | None = option(  # None: the GPU
+        None,
+        metavar="N",
+        help="Build for this Jetson DLA core (GPU fallback, static batch). [default: the GPU]",
+        check=non_negative,
     )
     timing_cache: Path | None = option(  # None in a run: engines/timing.cache
         None, help="TensorRT timing cache, read and updated by every build. [default in a run: engines/timing.cache]"

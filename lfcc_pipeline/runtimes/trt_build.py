@@ -57,7 +57,7 @@ class BuildRequest:
         return cls(onnx=onnx, target=target, engine=engine, calib=calib, spec=QuantSpec.from_config(cfg.calib),
                    min_batch=b.min_batch, opt_batch=b.opt_batch, max_batch=b.resolved_max(cfg.bench.batch_size),
                    workspace_mb=b.workspace_mb, timing_cache=timing_cache,
-                   dla_core=getattr(b, "dla_core", None))  # fmt: skip
+                   dla_core=b.dla_core)  # fmt: skip
 
 
 def default_engine_path(onnx: Path, target: str) -> Path:

@@ -165,13 +165,13 @@ def evaluate(cfg: RunConfig, ctx: StageContext, pre: Preprocess, produced: dict[
 
 
 def _tune_spec(cfg: RunConfig) -> TuneSpec:
-    c = cfg.calib  # the sensitivity/mixed fields are read with defaults until the config declares them
+    c = cfg.calib
     return TuneSpec(
         budget=c.max_int8_drop,
-        sensitivity=bool(getattr(c, "sensitivity", False)),
-        sensitivity_images=int(getattr(c, "sensitivity_images", 256)),
-        sensitivity_layers=int(getattr(c, "sensitivity_layers", 16)),
-        mixed_max_layers=int(getattr(c, "mixed_max_layers", 8)),
+        sensitivity=c.sensitivity,
+        sensitivity_images=c.sensitivity_images,
+        sensitivity_layers=c.sensitivity_layers,
+        mixed_max_layers=c.mixed_max_layers,
         threads=cfg.bench.threads,
     )
 
