@@ -55,7 +55,7 @@ def run(cfg: RunConfig, ctx: StageContext) -> StageResult:
         return StageResult(outputs=[])
     return StageResult(
         outputs=[layout.weights("student"), layout.metrics("student")],
-        metrics={k: metrics[k] for k in ("method", "val_top1", "test_top1")},
+        metrics={k: metrics[k] for k in ("method", "val_top1", "test_top1", "skipped_images") if k in metrics},
         summary=f"student {cfg.models.student} ({method.name}): test top-1 {metrics['test_top1']:.2f}%",
     )
 

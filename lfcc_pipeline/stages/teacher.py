@@ -87,7 +87,7 @@ def run(cfg: RunConfig, ctx: StageContext) -> StageResult:
         return StageResult(outputs=[])
     return StageResult(
         outputs=[layout.weights("teacher"), layout.metrics("teacher")],
-        metrics={k: metrics[k] for k in ("source", "val_top1", "test_top1")},
+        metrics={k: metrics[k] for k in ("source", "val_top1", "test_top1", "skipped_images") if k in metrics},
         summary=f"teacher {cfg.models.teacher} ({source}): test top-1 {metrics['test_top1']:.2f}%",
     )
 

@@ -183,6 +183,9 @@ class _Run:
         torch.set_rng_state(state["rng"])
         self.step = state["step"]
         self.result.history = list(state["history"])
+        if self.train.skipped is not None:  # the unreadable files met before the interruption still count
+            for path, why in state.get("skipped", []):
+                self.train.skipped.add(Path(path), why)
         self.result.resumed_from_step = self.step
         _logger.info("%s: resuming from %s at epoch %d, step %d", spec.desc, spec.ckpt_path, state["epoch"] + 1,
                      self.step)  # fmt: skip
@@ -205,6 +208,7 @@ class _Run:
                 "scaler": self.scaler.state_dict(),
                 "rng": torch.get_rng_state(),
                 "history": self.result.history,
+                "skipped": _skipped_files(self.train),
             },
         )
 
@@ -252,6 +256,9 @@ class _Run:
         seen = 0
         bar = progress(desc=f"{spec.desc} {epoch + 1}/{spec.epochs}", total=self.steps_per_epoch, initial=skip)
         for b, (x, y) in enumerate(train.iterate(skip), start=skip):
+            if len(y) == 0:  # --skip-bad-images: no file of this batch decoded; it keeps its place
+                bar.update(1)
+                continue
             x = to_float(x.to(device, non_blocking=True), self.img_size)
             y = y.to(device, non_blocking=True)
             if train.device_augment:
@@ -298,6 +305,11 @@ class _Run:
         _logger.info("%s epoch %d/%d: loss %.4f, val top-1 %.2f%% (%.1f s)", spec.desc, epoch + 1, spec.epochs,
                      record["train_loss"], record["val_top1"], record["seconds"])  # fmt: skip
         return record
+
+
+def _skipped_files(batches: Batches) -> list[tuple[str, str]]:
+    """The --skip-bad-images record so far, as plain strings (a weights_only checkpoint holds no Paths)."""
+    return [(str(p), why) for p, why in batches.skipped.files.items()] if batches.skipped is not None else []
 
 
 def _raise_if_nonfinite(first_bad: torch.Tensor, spec: FitSpec) -> None:
