@@ -66,3 +66,16 @@ def tensorboard_opener(cfg: RunConfig, logdir: Path) -> Callable[[int], Tracker]
     if not tensorboard_enabled(cfg):
         return None
     return lambda purge_step: open_tensorboard(logdir, purge_step)
+
+
+def log_report(cfg: RunConfig, logdir: Path, report_md: Path, report_png: Path) -> None:
+    """The bench report as TensorBoard summaries: its markdown table as text, its plot as an image (step 0,
+    replacing those of an earlier bench run)."""
+    if not tensorboard_enabled(cfg):
+        return
+    tracker = open_tensorboard(logdir, purge_step=0)
+    if report_md.is_file():
+        tracker.text("bench/report", report_md.read_text())
+    if report_png.is_file():
+        tracker.image("bench/report", report_png)
+    tracker.close()

@@ -93,3 +93,15 @@ def test_a_failing_tracker_is_one_warning_and_the_run_goes_on(tmp_path, caplog):
     warned = [r.getMessage() for r in caplog.records]
     assert warned == ["warning: TensorBoard logging to tb failed (OSError: [Errno 28] No space left on device); "
                       "the run continues without it"]  # fmt: skip
+
+
+def test_no_tensorboard_turns_it_off(tmp_path):
+    from types import SimpleNamespace
+
+    from lfcc_pipeline.core.config import RunConfig
+    from lfcc_pipeline.tracking.tensorboard import log_every, tensorboard_opener
+
+    cfg = RunConfig()
+    assert tensorboard_opener(cfg, tmp_path) is not None and log_every(cfg) == 20  # on by default
+    object.__setattr__(cfg, "tracking", SimpleNamespace(tensorboard=False, log_every=5))  # the lead's section
+    assert tensorboard_opener(cfg, tmp_path) is None and log_every(cfg) == 5
