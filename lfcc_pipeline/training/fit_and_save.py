@@ -49,7 +49,7 @@ def fit_evaluate_save(
     skipped = skipped_images(cfg, ds)
     if ctx.force:
         remove_checkpoint(ckpt)
-    history = []
+    history, precision = [], None
     if epochs > 0:
         t = cfg.train
         tb = ctx.path(layout.tensorboard("teacher" if role == "teacher" else "distill"))
@@ -58,11 +58,13 @@ def fit_evaluate_save(
                        log_every=log_every(cfg))  # fmt: skip
         train = batches(cfg, ds.train, train=True, img_size=size, skipped=skipped)
         val = batches(cfg, ds.val, train=False, img_size=size, shard=True, skipped=skipped)
-        history = fit(distiller, train, val, size, norm_student, norm_teacher, ctx.device, spec).history
+        fitted = fit(distiller, train, val, size, norm_student, norm_teacher, ctx.device, spec)
+        history, precision = fitted.history, fitted.precision
     model = distiller.student
     if not current().is_main:  # under torchrun rank 0 evaluates and writes; the others are done
         return {}
-    metrics = {**extra, "epochs": epochs, "params_m": count_params(model) / 1e6, "history": history}
+    metrics = {**extra, "epochs": epochs, "params_m": count_params(model) / 1e6, "history": history,
+               "precision": precision}  # fmt: skip
     for split_name, split in (("val", ds.val), ("test", ds.test)):
         split_batches = batches(cfg, split, train=False, img_size=size, skipped=skipped)
         logits, labels = predict_logits(model, split_batches, size, norm_student, ctx.device)

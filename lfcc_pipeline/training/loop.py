@@ -30,6 +30,7 @@ from lfcc_pipeline.methods.base import Distiller
 from lfcc_pipeline.tracking.base import LOG_EVERY, Tracker
 from lfcc_pipeline.training.evaluate import predict_logits
 from lfcc_pipeline.training.interval import Interval
+from lfcc_pipeline.training.precision import NAMES, choose_precision
 
 _logger = logging.getLogger(__name__)
 
@@ -57,15 +58,7 @@ class FitResult:
     history: list[dict] = field(default_factory=list)
     resumed_from_step: int | None = None
     seconds: float = 0.0
-
-
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for `precision` on `device` (None: full fp32)."""
-    if precision == "fp32" or (precision == "auto" and device.type == "cpu"):
-        return None
-    if precision == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if precision == "bf16" else torch.float16
+    precision: str = "fp32"  # what the autocast ran in: fp32 | bf16 | fp16
 
 
 def build_optimizer(named: list[tuple[str, nn.Parameter]], cfg: OptimConfig, lr: float):
@@ -173,9 +166,11 @@ class _Run:
         self.sched = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(s, total, warmup, step_every, spec.optim.step_gamma)
         )
-        self.amp_dtype = resolve_precision(spec.precision, device)
-        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
         self.result = FitResult()
+        self.amp_dtype, why = choose_precision(spec.precision, device)
+        self.result.precision = NAMES[self.amp_dtype]
+        _logger.info("%s: training in %s (%s)", spec.desc, self.result.precision, why)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
         self.step = 0
         self.tracker = Tracker()
         self.first_bad = torch.full((), -1, dtype=torch.long, device=device)  # first step with a NaN/Inf loss
