@@ -29,6 +29,9 @@ class Tracker:
     def image(self, tag: str, path: Path, step: int = 0) -> None:
         """An image file (PNG), e.g. bench/report.png."""
 
+    def artifact(self, path: Path, under: str = "") -> None:
+        """A file or a directory kept with the run (MLflow artifacts; TensorBoard keeps none)."""
+
     def flush(self) -> None:
         """Everything recorded so far on disk (called before each checkpoint, so a kill loses nothing
         the checkpoint covers)."""
@@ -62,8 +65,42 @@ class Guarded(Tracker):
     def image(self, tag: str, path: Path, step: int = 0) -> None:
         self._call("image", tag, path, step)
 
+    def artifact(self, path: Path, under: str = "") -> None:
+        self._call("artifact", path, under)
+
     def flush(self) -> None:
         self._call("flush")
 
     def close(self) -> None:
         self._call("close")
+
+
+class Fanout(Tracker):
+    """Every call goes to each tracker (TensorBoard and MLflow), each guarded on its own."""
+
+    def __init__(self, trackers: list[Tracker]) -> None:
+        self.trackers = trackers
+
+    def scalars(self, values: dict[str, float], step: int) -> None:
+        for t in self.trackers:
+            t.scalars(values, step)
+
+    def text(self, tag: str, text: str, step: int = 0) -> None:
+        for t in self.trackers:
+            t.text(tag, text, step)
+
+    def image(self, tag: str, path: Path, step: int = 0) -> None:
+        for t in self.trackers:
+            t.image(tag, path, step)
+
+    def artifact(self, path: Path, under: str = "") -> None:
+        for t in self.trackers:
+            t.artifact(path, under)
+
+    def flush(self) -> None:
+        for t in self.trackers:
+            t.flush()
+
+    def close(self) -> None:
+        for t in self.trackers:
+            t.close()

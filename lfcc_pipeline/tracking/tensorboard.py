@@ -6,7 +6,6 @@ resumed run writes them again, so every step has one value."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 from lfcc_pipeline.core.config import RunConfig
@@ -59,23 +58,3 @@ def open_tensorboard(logdir: Path, purge_step: int | None = None) -> Tracker:
     except Exception as e:  # not installed, an unwritable directory: the run goes on untracked
         warn_untracked(what, e)
         return Tracker()
-
-
-def tensorboard_opener(cfg: RunConfig, logdir: Path) -> Callable[[int], Tracker] | None:
-    """What the training loop calls, with the purge step, once it knows where it resumes; None when off."""
-    if not tensorboard_enabled(cfg):
-        return None
-    return lambda purge_step: open_tensorboard(logdir, purge_step)
-
-
-def log_report(cfg: RunConfig, logdir: Path, report_md: Path, report_png: Path) -> None:
-    """The bench report as TensorBoard summaries: its markdown table as text, its plot as an image (step 0,
-    replacing those of an earlier bench run)."""
-    if not tensorboard_enabled(cfg):
-        return
-    tracker = open_tensorboard(logdir, purge_step=0)
-    if report_md.is_file():
-        tracker.text("bench/report", report_md.read_text())
-    if report_png.is_file():
-        tracker.image("bench/report", report_png)
-    tracker.close()

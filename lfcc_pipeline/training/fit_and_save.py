@@ -15,7 +15,8 @@ from lfcc_pipeline.core.stage import StageContext
 from lfcc_pipeline.data.run_data import batches, dataset, skipped_images
 from lfcc_pipeline.models.factory import count_params, run_img_size
 from lfcc_pipeline.models.weights import save_model
-from lfcc_pipeline.tracking.tensorboard import log_every, tensorboard_opener
+from lfcc_pipeline.tracking.open import stage_tracker_opener
+from lfcc_pipeline.tracking.tensorboard import log_every
 from lfcc_pipeline.training.evaluate import predict_logits
 from lfcc_pipeline.training.loop import FitSpec, fit, remove_checkpoint
 
@@ -52,9 +53,9 @@ def fit_evaluate_save(
     history, precision = [], None
     if epochs > 0:
         t = cfg.train
-        tb = ctx.path(layout.tensorboard("teacher" if role == "teacher" else "distill"))
+        tracked = stage_tracker_opener(cfg, ctx.run_dir, "teacher" if role == "teacher" else "distill")
         spec = FitSpec(epochs, lr, t.optim, t.precision, t.ckpt_every, cfg.seed, ckpt, ctx.fingerprint, desc=desc,
-                       channels_last=t.channels_last, compile=t.compile, open_tracker=tensorboard_opener(cfg, tb),
+                       channels_last=t.channels_last, compile=t.compile, open_tracker=tracked,
                        log_every=log_every(cfg))  # fmt: skip
         train = batches(cfg, ds.train, train=True, img_size=size, skipped=skipped)
         val = batches(cfg, ds.val, train=False, img_size=size, shard=True, skipped=skipped)

@@ -9,7 +9,9 @@ from lfcc_pipeline.training import precision as prec
 from lfcc_pipeline.training.loop import fit
 from tests.unit.test_training_resume import CPU, _setup
 
-X86 = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 amx_tile amx_bf16\n\nprocessor\t: 1\nflags\t\t: fpu\n"
+X86 = (
+    "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 amx_tile amx_bf16\n\nprocessor\t: 1\nflags\t\t: fpu\n"
+)
 
 
 @pytest.mark.parametrize(

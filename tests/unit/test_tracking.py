@@ -99,9 +99,30 @@ def test_no_tensorboard_turns_it_off(tmp_path):
     from types import SimpleNamespace
 
     from lfcc_pipeline.core.config import RunConfig
-    from lfcc_pipeline.tracking.tensorboard import log_every, tensorboard_opener
+    from lfcc_pipeline.tracking.open import stage_tracker_opener
+    from lfcc_pipeline.tracking.tensorboard import log_every
 
     cfg = RunConfig()
-    assert tensorboard_opener(cfg, tmp_path) is not None and log_every(cfg) == 20  # on by default
+    assert stage_tracker_opener(cfg, tmp_path, "distill") is not None and log_every(cfg) == 20  # on by default
     object.__setattr__(cfg, "tracking", SimpleNamespace(tensorboard=False, log_every=5))  # the lead's section
-    assert tensorboard_opener(cfg, tmp_path) is None and log_every(cfg) == 5
+    assert stage_tracker_opener(cfg, tmp_path, "distill") is None and log_every(cfg) == 5
+
+
+def test_mlflow_without_the_extra_is_one_warning(tmp_path, caplog):
+    import importlib.util
+    from types import SimpleNamespace
+
+    import pytest
+
+    from lfcc_pipeline.core.config import RunConfig
+    from lfcc_pipeline.tracking.mlflow import open_mlflow
+
+    if importlib.util.find_spec("mlflow") is not None:
+        pytest.skip("mlflow is installed here (tests/unit/test_mlflow.py covers it)")
+    cfg = RunConfig()
+    object.__setattr__(cfg, "tracking", SimpleNamespace(mlflow="default"))
+    caplog.set_level(logging.WARNING, logger="lfcc_pipeline")
+    tracker = open_mlflow(cfg, tmp_path / "run", "distill")
+    tracker.scalars({"train/loss": 1.0}, 1)
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and "pip install 'lfcc-pipeline[mlflow]'" in said[0], said
