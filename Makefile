@@ -6,7 +6,7 @@ TORCH ?= torch==2.14.1 torchvision==0.29.1
 BIN := $(VENV)/bin
 DEMO_OUT ?= runs/demo
 
-.PHONY: setup demo test lint format fashion-mnist test-modelopt clean
+.PHONY: setup demo test lint format fashion-mnist test-modelopt test-mlflow clean
 
 setup: $(VENV)/.installed
 
@@ -46,5 +46,13 @@ test-modelopt:
 	.venv-modelopt/bin/pip install --quiet -e ".[dev,modelopt]"
 	.venv-modelopt/bin/pytest -q tests/unit/test_calib_graphs.py tests/e2e/test_calibrate.py
 
+# Optional: MLflow tracking (--mlflow), in a third venv (MLflow brings a web server, SQLAlchemy, pandas and
+# more, none of which the pipeline needs otherwise). The e2e test reads a run back through MLflow's client.
+test-mlflow:
+	test -x .venv-mlflow/bin/python || $(PYTHON) -m venv .venv-mlflow
+	.venv-mlflow/bin/pip install --quiet $(TORCH)
+	.venv-mlflow/bin/pip install --quiet -e ".[dev,mlflow]"
+	.venv-mlflow/bin/pytest -q tests/unit/test_mlflow.py tests/e2e/test_mlflow.py
+
 clean:
-	rm -rf $(VENV) .venv-modelopt runs .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-modelopt .venv-mlflow runs .pytest_cache .ruff_cache

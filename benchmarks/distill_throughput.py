@@ -31,7 +31,8 @@ from lfcc_pipeline.data.transforms import augment, batch_generator, to_float
 from lfcc_pipeline.methods import METHODS
 from lfcc_pipeline.models.factory import create_model, normalization
 from lfcc_pipeline.runtimes.probe import cpu_name
-from lfcc_pipeline.training.loop import build_optimizer, resolve_precision
+from lfcc_pipeline.training.loop import build_optimizer
+from lfcc_pipeline.training.precision import resolve_precision
 
 RESULTS = Path(__file__).resolve().parent / "results" / "distill_throughput.json"
 

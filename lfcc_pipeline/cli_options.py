@@ -92,6 +92,8 @@ def _click_option(leaf: Leaf) -> click.Option:
         )
     if o.is_flag:
         return click.Option([leaf.flag, leaf.dest], is_flag=True, default=leaf.default, **kw)
+    if o.flag_value is not None:
+        return click.Option([leaf.flag, leaf.dest], is_flag=False, flag_value=o.flag_value, default=leaf.default, **kw)
     if o.multiple:
         return click.Option([leaf.flag, leaf.dest], multiple=True, default=(), **kw)
     if o.parse is not None:

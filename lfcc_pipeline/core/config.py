@@ -53,6 +53,13 @@ class ModelsConfig:
     pretrained: bool | None = option(  # None: use timm pretrained weights where the hub is reachable
         None, negatable=True, help="Use timm pretrained teacher weights. [default: when the hub is reachable]"
     )
+    student_weights: Path | None = option(
+        None, help="Student start: .safetensors or a torch state_dict (weights_only=True); head re-initialised.",
+        check=_existing_file("pass a .safetensors or .pt file, e.g. an earlier run's student/model.safetensors"),
+    )  # fmt: skip
+    student_pretrained: bool = option(
+        False, is_flag=True, help="Start the student from timm's pretrained weights (where the hub is reachable)."
+    )
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,9 @@ class DataConfig:
     train_subset: int | None = option(  # a stratified subset of the training split (same images for every seed)
         None, help="Train on a stratified subset of N images (the same for every --seed).", check=positive
     )
+    skip_bad_images: bool = option(
+        False, is_flag=True, help="Skip unreadable image files (counted and listed) instead of stopping."
+    )
 
 
 @dataclass(frozen=True)
@@ -75,6 +85,9 @@ class OptimConfig:
     lr: float = option(1e-3, help="Learning rate.", check=positive)
     teacher_lr: float | None = option(  # None: lr (from scratch) or lr / 10 (fine-tuning pretrained)
         None, help="Teacher lr. [default: lr, or lr/10 if pretrained]", check=positive
+    )
+    student_lr: float | None = option(  # None: lr, or lr / 10 for a student that starts from weights
+        None, help="Student lr. [default: lr, or lr/10 with --student-weights/--student-pretrained]", check=positive
     )
     weight_decay: float = option(0.05, check=non_negative)
     momentum: float = 0.9
@@ -94,7 +107,9 @@ class TrainConfig:
     )
     batch_size: int = option(64, help="Training batch size.", check=positive)
     precision: str = option(
-        "auto", help=f"{' | '.join(PRECISIONS)} (auto: bf16/fp16 autocast on CUDA, fp32 on CPU)", choices=PRECISIONS
+        "auto",
+        help=f"{' | '.join(PRECISIONS)} (auto: bf16/fp16 autocast on CUDA, bf16 on CPUs with native bf16, else fp32)",
+        choices=PRECISIONS,
     )
     ckpt_every: int = option(  # steps between mid-epoch checkpoints (and one at every epoch end)
         200, help="Steps between mid-epoch checkpoints (one is also written every epoch).", check=positive
@@ -248,6 +263,20 @@ class BuildConfig:
 
 
 @dataclass(frozen=True)
+class TrackingConfig:
+    """Where training curves and results go besides the run directory's own files."""
+
+    tensorboard: bool = option(True, negatable=True, help="TensorBoard event files under <run>/tb/.")
+    log_every: int = option(20, help="Training steps between logged values.", check=positive)
+    mlflow: str | None = option(  # None: off; "default": sqlite:///<runs>/mlruns.db
+        None,
+        metavar="[URI]",
+        flag_value="default",
+        help="Record the run in MLflow (the mlflow extra): bare for a SQLite store next to the runs, or a tracking URI.",
+    )
+
+
+@dataclass(frozen=True)
 class RunConfig:
     models: ModelsConfig = field(default_factory=ModelsConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -257,6 +286,7 @@ class RunConfig:
     calib: CalibConfig = field(default_factory=CalibConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
     build: BuildConfig = field(default_factory=BuildConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
     out: Path | None = option(None, help="Run directory. [default: runs/<teacher>-<student>-<method>]")
     device: str = option("auto", help=" | ".join(DEVICES), choices=DEVICES)
     seed: int = option(0, help="Seed for splits, init and data order.")

@@ -7,6 +7,7 @@ calib/    calib.npz, accuracy.json, <role>.<flavour>.onnx (int8.trt, int8.cpu, f
 engines/  <role>.<target>.engine (+ .json), timing.cache
 bench/    report.json, report.md, report.png
 bundle/   what an app needs (see the bundle stage)
+tb/       TensorBoard event files: tb/teacher, tb/distill (training curves), tb/bench (the report)
 """
 
 from __future__ import annotations
@@ -39,6 +40,11 @@ def metrics(role: str) -> str:
 
 def checkpoint(role: str) -> str:
     return f"{role}/checkpoints/last.pt"
+
+
+def tensorboard(stage: str) -> str:
+    """tb/<stage>: the TensorBoard event files of the teacher, distill or bench stage."""
+    return f"tb/{stage}"
 
 
 def onnx(role: str) -> str:

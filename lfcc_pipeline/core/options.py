@@ -35,6 +35,7 @@ class Opt:
     is_flag: bool = False  # a boolean that is only switched on (--strict)
     multiple: bool = False  # a repeatable option (--target)
     dest: str | None = None  # the click parameter name, where it is not the flag's
+    flag_value: str | None = None  # an option whose value may be left out (--mlflow [URI]): this value then
 
 
 def option(default: Any = dataclasses.MISSING, *, default_factory: Any = dataclasses.MISSING, **opt: Any) -> Any:

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lfcc_pipeline.core.errors import DataError
+from lfcc_pipeline.core.errors import DataError, first_line
+from lfcc_pipeline.data.bad_images import SkippedImages, unreadable_error
 from lfcc_pipeline.data.sources import Split
 
 
@@ -81,20 +82,35 @@ class _FileImages(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        from PIL import Image, UnidentifiedImageError
+    def __getitem__(self, i: int) -> tuple[torch.Tensor | None, torch.Tensor, tuple[Path, str] | None]:
+        """(image, label, None), or (None, label, (file, why)) for a file that does not decode: an
+        exception raised here would reach the main process wrapped in a DataLoader traceback."""
+        from PIL import Image
         from torchvision.transforms.v2.functional import pil_to_tensor
 
         try:
             with Image.open(self.files[i]) as im:
                 x = pil_to_tensor(im.convert("RGB"))
-        except (OSError, UnidentifiedImageError) as e:
-            raise DataError(f"cannot decode image {self.files[i]}: {e}", "remove or replace the file") from e
-        return self.tf(x), self.labels[i]
+        except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBombError, ...
+            return None, self.labels[i], (self.files[i], f"cannot be decoded ({type(e).__name__}: {first_line(e)})")
+        return self.tf(x), self.labels[i], None
+
+
+def collate_images(items: list) -> tuple[torch.Tensor, torch.Tensor, list[tuple[Path, str]]]:
+    """Stack the decoded images of a batch; the files that did not decode come back as a list."""
+    good = [(x, y) for x, y, bad in items if bad is None]
+    bad = [bad for _, _, bad in items if bad is not None]
+    if not good:
+        return torch.empty((0, 3, 1, 1), dtype=torch.uint8), torch.empty((0,), dtype=torch.long), bad
+    return torch.stack([x for x, _ in good]), torch.stack([y for _, y in good]), bad
 
 
 class Batches:
-    """Iterable of (uint8 images, labels) batches over a Split; `skip` resumes mid-epoch."""
+    """Iterable of (uint8 images, labels) batches over a Split; `skip` resumes mid-epoch.
+
+    A file that does not decode raises DataError naming it, or, given a SkippedImages record
+    (--skip-bad-images), is left out of its batch and recorded. A training batch keeps its place even
+    when none of its files decoded (it comes out empty; the loop skips it), so resuming stays exact."""
 
     def __init__(
         self,
@@ -106,8 +122,10 @@ class Batches:
         workers: int = 0,
         rank: int = 0,
         world: int = 1,
+        skipped: SkippedImages | None = None,
     ) -> None:
         self.split, self.train = split, train
+        self.skipped = skipped  # None: an image that does not decode stops the run with one line
         self.index = IndexBatches(
             len(split), batch_size, shuffle=train, drop_last=train, seed=seed, rank=rank, world=world
         )
@@ -152,8 +170,16 @@ class Batches:
             num_workers=self.workers,
             pin_memory=torch.cuda.is_available(),
             persistent_workers=False,
+            collate_fn=collate_images,
         )
-        yield from loader
+        for x, y, bad in loader:
+            if bad:
+                if self.skipped is None:
+                    raise unreadable_error(bad)
+                for path, why in bad:
+                    self.skipped.add(path, why)
+            if len(y) or self.train:
+                yield x, y
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         return self.iterate()

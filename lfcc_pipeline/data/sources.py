@@ -6,7 +6,7 @@ import functools
 import hashlib
 import logging
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from lfcc_pipeline.core.errors import DataError
+from lfcc_pipeline.data.bad_images import header_problem
 from lfcc_pipeline.data.idx import read_idx
 from lfcc_pipeline.data.specs import DEFAULT_DIRS, DataSpec
 
@@ -62,6 +63,7 @@ class Dataset:
     val: Split
     test: Split
     fingerprint: str
+    unreadable: tuple[tuple[Path, str], ...] = ()  # (file, why): image files left out of the splits
 
     @property
     def num_classes(self) -> int:
@@ -210,7 +212,19 @@ def _load_cifar100(root: Path, val_fraction: float, seed: int) -> Dataset:
     )
 
 
-def _scan_folder(d: Path, classes: list[str] | None) -> tuple[list[str], list[Path], list[int]]:
+@dataclass
+class _Scan:
+    """One split folder: its readable-looking files with labels, the unreadable ones, and what the
+    fingerprint hashes (relative path, size and mtime of every file, in scan order)."""
+
+    classes: list[str]
+    files: list[Path] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)
+    bad: list[tuple[Path, str]] = field(default_factory=list)
+    stamps: list[str] = field(default_factory=list)
+
+
+def _scan_folder(d: Path, classes: list[str] | None, root: Path) -> _Scan:
     if not d.is_dir():
         raise DataError(f"{d} is not a directory", "imagefolder:DIR needs DIR/train/<class>/ and DIR/val/<class>/")
     found = sorted(p.name for p in d.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -218,47 +232,55 @@ def _scan_folder(d: Path, classes: list[str] | None) -> tuple[list[str], list[Pa
     unknown = sorted(set(found) - set(classes))
     if unknown:
         raise DataError(f"{d} has classes not in train/: {', '.join(unknown[:5])}", "use the same class folders")
-    files, labels = [], []
+    scan = _Scan(classes)
     for i, c in enumerate(classes):
         if not (d / c).is_dir():
             continue
         for f in sorted((d / c).rglob("*")):
             if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file():
-                files.append(f)
-                labels.append(i)
-    return classes, files, labels
+                st = f.stat()
+                scan.stamps.append(f"{f.relative_to(root)}:{st.st_size}:{st.st_mtime_ns}\n")
+                problem = header_problem(f, st.st_size)
+                if problem is not None:
+                    scan.bad.append((f, problem))
+                    continue
+                scan.files.append(f)
+                scan.labels.append(i)
+    return scan
 
 
 def _load_imagefolder(root: Path, val_fraction: float, seed: int) -> Dataset:
+    """DIR/train, DIR/val (and DIR/test); files that cannot be images (empty, another kind of file)
+    are left out of the splits and listed in Dataset.unreadable."""
     if not root.is_dir():
         raise DataError(f"image folder {root} does not exist", "pass imagefolder:DIR with DIR/train and DIR/val")
-    classes, tr_files, tr_labels = _scan_folder(root / "train", None)
+    tr = _scan_folder(root / "train", None, root)
+    classes = tr.classes
     if len(classes) < 2:
         raise DataError(f"{root / 'train'} has {len(classes)} class folder(s)", "a classifier needs at least 2")
-    empty = [c for i, c in enumerate(classes) if i not in set(tr_labels)]
+    empty = [c for i, c in enumerate(classes) if i not in set(tr.labels)]
     if empty:
         raise DataError(
             f"class folder(s) without images in {root / 'train'}: {', '.join(empty[:5])}",
             f"add images or remove the folders (accepted: {', '.join(sorted(IMAGE_SUFFIXES))})",
         )
-    _, va_files, va_labels = _scan_folder(root / "val", classes)
-    if not va_files:
+    va = _scan_folder(root / "val", classes, root)
+    if not va.files:
         raise DataError(f"{root / 'val'} has no images", "put held-out images under DIR/val/<class>/")
-    tr_y = np.asarray(tr_labels)
-    full = Split(labels=torch.from_numpy(tr_y.astype(np.int64)), files=tuple(tr_files))
-    val_split = Split(labels=torch.tensor(va_labels, dtype=torch.long), files=tuple(va_files))
+    tr_y = np.asarray(tr.labels)
+    full = Split(labels=torch.from_numpy(tr_y.astype(np.int64)), files=tuple(tr.files))
+    val_split = Split(labels=torch.tensor(va.labels, dtype=torch.long), files=tuple(va.files))
+    bad = tr.bad + va.bad
     if (root / "test").is_dir():
-        _, te_files, te_labels = _scan_folder(root / "test", classes)
+        te = _scan_folder(root / "test", classes, root)
         train, val = full, val_split
-        test = Split(labels=torch.tensor(te_labels, dtype=torch.long), files=tuple(te_files))
+        test = Split(labels=torch.tensor(te.labels, dtype=torch.long), files=tuple(te.files))
+        bad += te.bad
     else:  # DIR/val is the test split; validation is held out of train
         keep, hold = stratified_holdout(tr_y, val_fraction, seed)
         train, val, test = full.subset(keep), full.subset(hold), val_split
-    h = hashlib.sha256()
-    for f in (*tr_files, *va_files):
-        st = f.stat()
-        h.update(f"{f.relative_to(root)}:{st.st_size}:{st.st_mtime_ns}\n".encode())
-    return Dataset(f"imagefolder:{root}", tuple(classes), train, val, test, h.hexdigest()[:16])
+    h = hashlib.sha256("".join(tr.stamps + va.stamps).encode())
+    return Dataset(f"imagefolder:{root}", tuple(classes), train, val, test, h.hexdigest()[:16], tuple(bad))
 
 
 @functools.lru_cache(maxsize=4)

@@ -13,7 +13,7 @@ from torch import nn
 
 from lfcc_pipeline.core.atomic import write_bytes
 from lfcc_pipeline.core.errors import ModelError
-from lfcc_pipeline.models.factory import ModelRecipe, rebuild
+from lfcc_pipeline.models.factory import ModelRecipe, create_model, rebuild, try_pretrained
 
 _logger = logging.getLogger(__name__)
 _WRAPPER_KEYS = ("state_dict_ema", "model_ema", "state_dict", "model", "module", "student")
@@ -127,3 +127,33 @@ def _is_head(model: nn.Module, key: str) -> bool:
     head = getattr(model, "pretrained_cfg", {}).get("classifier", "head")
     heads = head if isinstance(head, (list, tuple)) else (head,)
     return any(key.startswith(h + ".") for h in heads)
+
+
+def initial_model(
+    name: str,
+    num_classes: int,
+    img_size: int,
+    weights: Path | None = None,
+    pretrained: bool | None = None,
+    flags: tuple[str, str] = ("--teacher-weights", "--no-pretrained"),
+) -> tuple[nn.Module, ModelRecipe, str]:
+    """(model, recipe, source) for training to start from: `weights` (safetensors or a weights_only torch
+    file, head re-initialised for `num_classes`), else timm's pretrained weights (pretrained True: required;
+    None: where the hub is reachable; False: never), else random. `source` is "weights:PATH",
+    "timm-pretrained" or "scratch"; `flags` name the weights option and how to go without pretrained
+    weights, for the error when pretrained=True cannot be met."""
+    if weights is not None:
+        model, recipe = create_model(name, num_classes, img_size)
+        apply_state_dict(model, read_state_dict(weights), f"{flags[0]} {weights}")
+        return model, recipe, f"weights:{weights}"
+    if pretrained is not False:
+        got = try_pretrained(name, num_classes, img_size)
+        if got is not None:
+            return got[0], got[1], "timm-pretrained"
+        if pretrained is True:
+            raise ModelError(
+                f"pretrained weights for {name} cannot be loaded (hub unreachable, not cached, or none exist)",
+                f"pass {flags[0]} PATH, or {flags[1]} to train from scratch",
+            )
+    model, recipe = create_model(name, num_classes, img_size)
+    return model, recipe, "scratch"

@@ -26,6 +26,7 @@ from lfcc_pipeline.runtimes.ort_runner import OrtRunner
 from lfcc_pipeline.runtimes.targets import check_runnable
 from lfcc_pipeline.runtimes.torch_runner import TorchRunner
 from lfcc_pipeline.runtimes.trt_runner import TrtRunner
+from lfcc_pipeline.tracking.open import log_report
 
 _logger = logging.getLogger(__name__)
 TRT_QDQ_TARGET = "trt-int8 (qdq via ort)"  # the TensorRT-flavour Q/DQ model run by ONNX Runtime: accuracy only
@@ -137,6 +138,7 @@ def run(cfg: RunConfig, ctx: StageContext) -> StageResult:
         lambda data: Reference(_logits(*models["teacher"], ctx.device, data)), cfg.bench, ctx.path("bench"),
         info=_sensitivity(ctx), max_drop=cfg.calib.max_int8_drop, fp32_top1=fp32_top1,
     )  # fmt: skip
+    log_report(cfg, ctx.run_dir)
     for line in over:
         if cfg.calib.strict:
             raise StageFailed(line, "the report marks the row; try another --calib-method or a larger --calib-size")

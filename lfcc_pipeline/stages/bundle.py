@@ -10,6 +10,7 @@ from lfcc_pipeline.core.config import RunConfig
 from lfcc_pipeline.core.onnx_meta import preprocess_of, read_metadata
 from lfcc_pipeline.core.stage import Stage, StageContext, StageResult
 from lfcc_pipeline.runtimes.trt_install import needs_calibration
+from lfcc_pipeline.tracking.mlflow import open_mlflow
 
 # run-directory file -> name in the bundle (optional ones are copied where calibrate made them)
 MODELS = {
@@ -101,6 +102,9 @@ def run(cfg: RunConfig, ctx: StageContext) -> StageResult:
         ),
     )  # fmt: skip
     outputs += ["bundle/preprocess.json", "bundle/labels.json", "bundle/README.md"]
+    tracker = open_mlflow(cfg, ctx.run_dir, "bundle")  # --mlflow: the bundle as the run's artifacts
+    tracker.artifact(ctx.path("bundle"), "bundle")
+    tracker.close()
     for stale in ctx.path("bundle").glob("*.onnx"):  # models an earlier run put here and this one did not
         if f"bundle/{stale.name}" not in outputs:
             stale.unlink()

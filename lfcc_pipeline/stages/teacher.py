@@ -8,13 +8,13 @@ from pathlib import Path
 from lfcc_pipeline.core import layout
 from lfcc_pipeline.core.atomic import sha256_file
 from lfcc_pipeline.core.config import RunConfig, as_dict
-from lfcc_pipeline.core.errors import ConfigError, ModelError
+from lfcc_pipeline.core.errors import ConfigError
 from lfcc_pipeline.core.stage import Stage, StageContext, StageResult
 from lfcc_pipeline.data.run_data import data_split, dataset
 from lfcc_pipeline.methods.none import NoDistillation
-from lfcc_pipeline.models.factory import create_model, normalization, run_img_size, try_pretrained
+from lfcc_pipeline.models.factory import create_model, normalization, run_img_size
 from lfcc_pipeline.models.registry import resolve
-from lfcc_pipeline.models.weights import apply_state_dict, read_state_dict
+from lfcc_pipeline.models.weights import apply_state_dict, initial_model, read_state_dict
 from lfcc_pipeline.training.fit_and_save import fit_evaluate_save, seed_everything
 
 _logger = logging.getLogger(__name__)
@@ -37,31 +37,12 @@ def config_slice(cfg: RunConfig) -> dict:
     }
 
 
-def _load_teacher(cfg: RunConfig, num_classes: int, size: int):
-    """(model, recipe, source) where source says where the weights came from."""
-    m = cfg.models
-    if m.teacher_weights is not None:
-        model, recipe = create_model(m.teacher, num_classes, size)
-        apply_state_dict(model, read_state_dict(m.teacher_weights), f"--teacher-weights {m.teacher_weights}")
-        return model, recipe, f"weights:{m.teacher_weights}"
-    if m.pretrained is not False:
-        got = try_pretrained(m.teacher, num_classes, size)
-        if got is not None:
-            return got[0], got[1], "timm-pretrained"
-        if m.pretrained is True:
-            raise ModelError(
-                f"pretrained weights for {m.teacher} cannot be loaded (hub unreachable or none exist)",
-                "pass --teacher-weights PATH, or --no-pretrained to train from scratch",
-            )
-    model, recipe = create_model(m.teacher, num_classes, size)
-    return model, recipe, "scratch"
-
-
 def run(cfg: RunConfig, ctx: StageContext) -> StageResult:
     ds = dataset(cfg)
     size = run_img_size(cfg)
     seed_everything(cfg.seed)
-    model, recipe, source = _load_teacher(cfg, ds.num_classes, size)
+    m = cfg.models
+    model, recipe, source = initial_model(m.teacher, ds.num_classes, size, m.teacher_weights, m.pretrained)
     epochs = cfg.train.teacher_epochs
     if source == "scratch":
         if epochs == 0:
@@ -87,7 +68,7 @@ def run(cfg: RunConfig, ctx: StageContext) -> StageResult:
         return StageResult(outputs=[])
     return StageResult(
         outputs=[layout.weights("teacher"), layout.metrics("teacher")],
-        metrics={k: metrics[k] for k in ("source", "val_top1", "test_top1")},
+        metrics={k: metrics[k] for k in ("source", "val_top1", "test_top1", "skipped_images") if k in metrics},
         summary=f"teacher {cfg.models.teacher} ({source}): test top-1 {metrics['test_top1']:.2f}%",
     )
 

@@ -12,6 +12,7 @@ import io
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,10 +27,12 @@ from lfcc_pipeline.core.progress import progress
 from lfcc_pipeline.data.loader import Batches
 from lfcc_pipeline.data.transforms import Normalization, augment, batch_generator, to_float
 from lfcc_pipeline.methods.base import Distiller
+from lfcc_pipeline.tracking.base import LOG_EVERY, Tracker
 from lfcc_pipeline.training.evaluate import predict_logits
+from lfcc_pipeline.training.interval import Interval
+from lfcc_pipeline.training.precision import NAMES, choose_precision
 
 _logger = logging.getLogger(__name__)
-LOG_EVERY = 20
 
 
 @dataclass
@@ -45,6 +48,9 @@ class FitSpec:
     desc: str = "train"
     channels_last: bool | None = None  # None: on CUDA
     compile: bool = False
+    # opens the run's tracker given the purge step (TensorBoard: the first step this fit writes); None: off
+    open_tracker: Callable[[int], Tracker] | None = None
+    log_every: int = LOG_EVERY  # steps between logged losses (also the progress bar's refresh)
 
 
 @dataclass
@@ -52,15 +58,7 @@ class FitResult:
     history: list[dict] = field(default_factory=list)
     resumed_from_step: int | None = None
     seconds: float = 0.0
-
-
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for `precision` on `device` (None: full fp32)."""
-    if precision == "fp32" or (precision == "auto" and device.type == "cpu"):
-        return None
-    if precision == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if precision == "bf16" else torch.float16
+    precision: str = "fp32"  # what the autocast ran in: fp32 | bf16 | fp16
 
 
 def build_optimizer(named: list[tuple[str, nn.Parameter]], cfg: OptimConfig, lr: float):
@@ -129,13 +127,17 @@ def fit(
     t0 = time.perf_counter()
     run = _Run(distiller, train, val, img_size, (norm_student, norm_teacher), device, spec)
     start_epoch, start_batch = run.resume()
+    run.open_tracker()
     model = run.wrapped()
-    for epoch in range(start_epoch, spec.epochs):
-        te = time.perf_counter()
-        means = run.train_epoch(model, epoch, start_batch if epoch == start_epoch else 0)
-        run.result.history.append(run.validate(epoch, means, te))
-        _raise_if_weights_nonfinite(distiller, run.step, spec)
-        run.checkpoint(epoch + 1, 0)
+    try:
+        for epoch in range(start_epoch, spec.epochs):
+            te = time.perf_counter()
+            means = run.train_epoch(model, epoch, start_batch if epoch == start_epoch else 0)
+            run.result.history.append(run.validate(epoch, means, te))
+            _raise_if_weights_nonfinite(distiller, run.step, spec)
+            run.checkpoint(epoch + 1, 0)
+    finally:
+        run.tracker.close()
     run.result.seconds = time.perf_counter() - t0
     return run.result
 
@@ -164,10 +166,13 @@ class _Run:
         self.sched = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(s, total, warmup, step_every, spec.optim.step_gamma)
         )
-        self.amp_dtype = resolve_precision(spec.precision, device)
-        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
         self.result = FitResult()
+        self.amp_dtype, why = choose_precision(spec.precision, device)
+        self.result.precision = NAMES[self.amp_dtype]
+        _logger.info("%s: training in %s (%s)", spec.desc, self.result.precision, why)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
         self.step = 0
+        self.tracker = Tracker()
         self.first_bad = torch.full((), -1, dtype=torch.long, device=device)  # first step with a NaN/Inf loss
 
     def resume(self) -> tuple[int, int]:
@@ -183,15 +188,26 @@ class _Run:
         torch.set_rng_state(state["rng"])
         self.step = state["step"]
         self.result.history = list(state["history"])
+        if self.train.skipped is not None:  # the unreadable files met before the interruption still count
+            for path, why in state.get("skipped", []):
+                self.train.skipped.add(Path(path), why)
         self.result.resumed_from_step = self.step
         _logger.info("%s: resuming from %s at epoch %d, step %d", spec.desc, spec.ckpt_path, state["epoch"] + 1,
                      self.step)  # fmt: skip
         return state["epoch"], state["batch"]
 
+    def open_tracker(self) -> None:
+        """Rank 0's tracker, once the step to resume from is known: a resumed run continues the curves from
+        the step after its checkpoint (what an earlier process logged beyond it is purged and logged again);
+        a run from the start replaces them all."""
+        if self.spec.open_tracker is not None and self.info.is_main:
+            self.tracker = self.spec.open_tracker(self.step + 1 if self.result.resumed_from_step is not None else 0)
+
     def checkpoint(self, epoch: int, batch: int) -> None:
-        """Write the state to resume at (epoch, batch) from (rank 0 only)."""
+        """Write the state to resume at (epoch, batch) from (rank 0 only), the tracker's events up to here first."""
         if not self.info.is_main:
             return
+        self.tracker.flush()
         _save_checkpoint(
             self.spec.ckpt_path,
             {
@@ -205,6 +221,7 @@ class _Run:
                 "scaler": self.scaler.state_dict(),
                 "rng": torch.get_rng_state(),
                 "history": self.result.history,
+                "skipped": _skipped_files(self.train),
             },
         )
 
@@ -251,7 +268,14 @@ class _Run:
         parts: dict[str, torch.Tensor] = {}
         seen = 0
         bar = progress(desc=f"{spec.desc} {epoch + 1}/{spec.epochs}", total=self.steps_per_epoch, initial=skip)
+        interval = Interval(device)
+        fetched = time.perf_counter()
         for b, (x, y) in enumerate(train.iterate(skip), start=skip):
+            interval.waited(time.perf_counter() - fetched)
+            if len(y) == 0:  # --skip-bad-images: no file of this batch decoded; it keeps its place
+                bar.update(1)
+                fetched = time.perf_counter()
+                continue
             x = to_float(x.to(device, non_blocking=True), self.img_size)
             y = y.to(device, non_blocking=True)
             if train.device_augment:
@@ -262,20 +286,31 @@ class _Run:
             loss_sum += loss  # no host sync
             for k, v in losses.items():
                 parts[k] = parts.get(k, 0) + v
+            interval.add(loss, losses, len(y))
             seen += 1
             self.step += 1
             bar.update(1)
             last = b + 1 == self.steps_per_epoch
-            if self.step % LOG_EVERY == 0 or last:
-                _raise_if_nonfinite(self.first_bad, spec)
-                bar.set_postfix(loss=f"{(loss_sum / seen).item():.4f}", lr=f"{self.sched.get_last_lr()[0]:.2e}")
+            if self.step % spec.log_every == 0 or last:
+                self._log(interval, bar, loss_sum / seen)
             if self.step % spec.ckpt_every == 0 and not last:
                 _raise_if_nonfinite(self.first_bad, spec)
                 _raise_if_weights_nonfinite(self.distiller, self.step, spec)
                 self.checkpoint(epoch, b + 1)
+            fetched = time.perf_counter()
         bar.close()
         _raise_if_nonfinite(self.first_bad, spec)
         return all_reduce(torch.stack([loss_sum, *parts.values()]) / max(seen, 1)) / info.world, list(parts)
+
+    def _log(self, interval: Interval, bar, epoch_mean: torch.Tensor) -> None:
+        """At a logging step: stop on a NaN/Inf loss, refresh the bar, record the interval (rank 0) and start
+        the next one."""
+        _raise_if_nonfinite(self.first_bad, self.spec)
+        lr = self.sched.get_last_lr()[0]
+        bar.set_postfix(loss=f"{epoch_mean.item():.4f}", lr=f"{lr:.2e}")
+        if self.info.is_main:
+            self.tracker.scalars(interval.values(lr, self.info.world), self.step)
+        interval.reset()
 
     def validate(self, epoch: int, means: tuple[torch.Tensor, list[str]], started: float) -> dict:
         """Validation top-1 after `epoch`, logged with the epoch's mean losses; the history record."""
@@ -297,7 +332,14 @@ class _Run:
         }
         _logger.info("%s epoch %d/%d: loss %.4f, val top-1 %.2f%% (%.1f s)", spec.desc, epoch + 1, spec.epochs,
                      record["train_loss"], record["val_top1"], record["seconds"])  # fmt: skip
+        self.tracker.scalars({"val/top1": record["val_top1"], "train/epoch_loss": record["train_loss"],
+                              "perf/epoch_seconds": record["seconds"]}, self.step)  # fmt: skip
         return record
+
+
+def _skipped_files(batches: Batches) -> list[tuple[str, str]]:
+    """The --skip-bad-images record so far, as plain strings (a weights_only checkpoint holds no Paths)."""
+    return [(str(p), why) for p, why in batches.skipped.files.items()] if batches.skipped is not None else []
 
 
 def _raise_if_nonfinite(first_bad: torch.Tensor, spec: FitSpec) -> None:
