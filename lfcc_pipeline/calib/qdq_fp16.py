@@ -27,10 +27,38 @@ from lfcc_pipeline.calib.qdq import Produced, ort_version
 QDQ_OPSET = 19  # QuantizeLinear/DequantizeLinear with FP16 inputs and scales
 
 
+# reductions whose `axes` moved from an attribute to an input in opset 18
+_AXES_INPUT_18 = ("ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceLogSum",
+                  "ReduceLogSumExp", "ReduceSumSquare")  # fmt: skip
+
+
 def _raise_opset(model, version: int) -> None:
+    """Raise the default-domain opset to `version`, rewriting what changed on the way (reductions' axes)."""
+    current = min(
+        (o.version for o in model.opset_import if (o.domain or "") in graph.STANDARD_DOMAINS), default=version
+    )
+    if current < 18 <= version:
+        _axes_to_inputs(model)
     for o in model.opset_import:
         if (o.domain or "") in graph.STANDARD_DOMAINS and o.version < version:
             o.version = version
+
+
+def _axes_to_inputs(model) -> None:
+    from onnx import numpy_helper
+
+    for i, node in enumerate(model.graph.node):
+        if node.op_type not in _AXES_INPUT_18 or node.domain not in ("", "ai.onnx"):
+            continue
+        axes = next((a for a in node.attribute if a.name == "axes"), None)
+        if axes is None:
+            continue
+        name = f"{node.name or node.op_type}_{i}_axes"
+        model.graph.initializer.append(numpy_helper.from_array(np.array(list(axes.ints), np.int64), name))
+        node.attribute.remove(axes)
+        while len(node.input) < 1:
+            node.input.append("")
+        node.input.append(name)
 
 
 def qdq_fp16(src: Path, dst: Path, data: np.ndarray, label: str) -> Produced:

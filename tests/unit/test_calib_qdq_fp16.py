@@ -64,3 +64,23 @@ def test_reference_evaluator_agrees_with_the_preview_model(arch, made):
     got = reference_logits(paths[arch][1], x)
     agree, err = compare(got, ref)
     assert got.dtype == np.float32 and np.isfinite(got).all() and err < 0.1, (agree, err)
+
+
+def test_raising_the_opset_moves_reduction_axes_to_inputs():
+    """ConvNeXt's LayerNorm2d exports as ReduceMean(axes=[1]) at opset 17; opset 19 wants axes as an input."""
+    import onnx
+    from onnx import TensorProto, helper
+    from onnx.reference import ReferenceEvaluator
+
+    from lfcc_pipeline.calib.qdq_fp16 import _raise_opset
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 1, 4])
+    node = helper.make_node("ReduceMean", ["x"], ["y"], axes=[1], keepdims=1)
+    model = helper.make_model(helper.make_graph([node], "g", [x], [y]), opset_imports=[helper.make_opsetid("", 17)])
+    data = np.random.default_rng(0).standard_normal((2, 3, 4)).astype(np.float32)
+    before = ReferenceEvaluator(model).run(None, {"x": data})[0]
+    _raise_opset(model, 19)
+    onnx.checker.check_model(model, full_check=True)
+    assert model.opset_import[0].version == 19 and "axes" not in {a.name for a in model.graph.node[0].attribute}
+    np.testing.assert_allclose(ReferenceEvaluator(model).run(None, {"x": data})[0], before)
