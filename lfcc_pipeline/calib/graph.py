@@ -75,11 +75,16 @@ def fold_identity_initializers(model):
     if len(keep) != len(graph.node):
         del graph.node[:]
         graph.node.extend(keep)
-        used = {i for n in graph.node for i in n.input} | outputs
-        kept = [i for i in graph.initializer if i.name in used]
-        del graph.initializer[:]
-        graph.initializer.extend(kept)
+        drop_unused_initializers(graph)
     return model
+
+
+def drop_unused_initializers(graph) -> None:
+    """Remove the initializers no node reads and no graph output names."""
+    used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+    kept = [i for i in graph.initializer if i.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
 
 
 def topological_sort(model):

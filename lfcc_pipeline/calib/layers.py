@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lfcc_pipeline.calib.checks import WEIGHTED_OPS, constants
-from lfcc_pipeline.calib.graph import fold_identity_initializers, topological_sort
+from lfcc_pipeline.calib.graph import drop_unused_initializers, fold_identity_initializers, topological_sort
 
 KEPT_META = "lfcc.kept_layers"  # ONNX metadata: JSON list of {"node", "module"} kept in higher precision
 
@@ -179,7 +179,4 @@ def prune(model) -> None:
             break
         del graph.node[:]
         graph.node.extend(keep)
-    used = {t for n in graph.node for t in n.input} | outputs
-    inits = [i for i in graph.initializer if i.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(inits)
+    drop_unused_initializers(graph)

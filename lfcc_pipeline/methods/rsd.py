@@ -24,6 +24,7 @@ from torch import nn
 from lfcc_pipeline.core.config import DistillConfig
 from lfcc_pipeline.core.options import at_least, in_range, non_negative, option
 from lfcc_pipeline.methods.base import Distiller, kd_loss, run_teacher
+from lfcc_pipeline.methods.tas import pooled_width
 
 
 @dataclass(frozen=True)
@@ -53,10 +54,6 @@ def rsd_loss(z_student: torch.Tensor, z_teacher: torch.Tensor, kappa: float) -> 
     eye = torch.eye(c.shape[0], c.shape[1], device=c.device, dtype=c.dtype)
     sq = (c - eye).pow(2)
     return (sq * eye).sum() + kappa * (sq * (1 - eye)).sum()
-
-
-def pooled_width(model: nn.Module) -> int:
-    return int(getattr(model, "head_hidden_size", None) or model.num_features)
 
 
 class Adapter(nn.Sequential):

@@ -141,7 +141,7 @@ def transfer_loss(
     return logit_weight * logit_term + nce_weight * info_nce(z_lower, z_upper, tau)
 
 
-def _pooled_width(model: nn.Module) -> int:
+def pooled_width(model: nn.Module) -> int:
     return int(getattr(model, "head_hidden_size", None) or model.num_features)
 
 
@@ -174,9 +174,9 @@ class TAS(Distiller):
         ratio = self.t_reduction // s_reduction if self.t_reduction % s_reduction == 0 else 1
         self.n_prefix = int(getattr(teacher, "num_prefix_tokens", 0) or 0)
         self.bridge = Bridge(tap_channels(student)[self.s_split], self.t_channels, max(ratio, 1), self.n_prefix)
-        self.embed_t = Projector(_pooled_width(teacher), self.opts.dim)
-        self.embed_a = Projector(_pooled_width(teacher), self.opts.dim)
-        self.embed_s = Projector(_pooled_width(student), self.opts.dim)
+        self.embed_t = Projector(pooled_width(teacher), self.opts.dim)
+        self.embed_a = Projector(pooled_width(teacher), self.opts.dim)
+        self.embed_s = Projector(pooled_width(student), self.opts.dim)
 
     def _refuse(self, what: str) -> ConfigError:
         return ConfigError(
