@@ -73,6 +73,10 @@ class Distiller(nn.Module):
             self._teacher[0].eval()
         return self
 
+    def set_progress(self, epochs: float) -> None:
+        """Told by the training loop before every step: the epochs trained so far (fractional).
+        Methods with a schedule of their own (LFCC's warm-up) override it."""
+
     def trainable_parameters(self) -> Iterator[nn.Parameter]:
         return (p for p in self.parameters() if p.requires_grad)
 

@@ -281,6 +281,7 @@ class _Run:
             if train.device_augment:
                 g = batch_generator(device, spec.seed, epoch, b)
                 x = augment(x, g, offset=info.rank * train.index.local_batch, total=train.index.batch_size)
+            self.distiller.set_progress(self.step / self.steps_per_epoch)
             loss, losses = self._train_step(model, autocast, x, y)
             self.first_bad = torch.where(~torch.isfinite(loss) & (self.first_bad < 0), self.step, self.first_bad)
             loss_sum += loss  # no host sync

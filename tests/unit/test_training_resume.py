@@ -100,3 +100,11 @@ def test_nan_weights_stop_training_before_a_checkpoint(tmp_path):
         assert "weights became NaN/Inf by step 3" in e.line() and "--grad-clip" in e.line()
     else:
         raise AssertionError("NaN weights must stop training")
+
+
+def test_loop_tells_the_method_its_progress_before_each_step(tmp_path, monkeypatch):
+    d, args, spec = _setup(tmp_path, epochs=2)  # 256 images, batch 32: 8 steps an epoch
+    seen: list[float] = []
+    monkeypatch.setattr(type(d), "set_progress", lambda self, epochs: seen.append(epochs), raising=False)
+    fit(d, *args, CPU, spec)
+    assert seen == [s / 8 for s in range(16)]

@@ -13,7 +13,8 @@ import torch
 
 from lfcc_pipeline.methods.base import kd_loss
 from lfcc_pipeline.methods.cakd import align_grid, pca_loss
-from lfcc_pipeline.methods.lfcc import info_nce, low_pass_pyramid
+from lfcc_pipeline.methods.lfcc import info_nce
+from lfcc_pipeline.methods.low_pass import low_pass_pyramid
 from lfcc_pipeline.methods.ofa import ofa_loss
 from lfcc_pipeline.methods.rsd import rsd_loss
 from lfcc_pipeline.methods.tas import transfer_loss
