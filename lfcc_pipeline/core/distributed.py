@@ -103,12 +103,3 @@ def gather_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, int]:
     if info.world == 1:
         return x, 0
     return _GatherRows.apply(x.contiguous()), info.rank * x.shape[0]
-
-
-def gather_rows(x: torch.Tensor) -> torch.Tensor:
-    """Concatenate `x` from every rank, without autograd (all ranks pass the same shape)."""
-    if current().world == 1:
-        return x
-    parts = [torch.empty_like(x) for _ in range(current().world)]
-    dist.all_gather(parts, x.contiguous())
-    return torch.cat(parts)

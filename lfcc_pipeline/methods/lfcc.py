@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lfcc_pipeline.core.config import DistillConfig
-from lfcc_pipeline.core.distributed import gather_rows, gather_with_grad
+from lfcc_pipeline.core.distributed import gather_with_grad
 from lfcc_pipeline.core.errors import ConfigError
 from lfcc_pipeline.core.options import at_least, each, int_list, non_negative, option, positive, tap_pairs
 from lfcc_pipeline.methods.base import Distiller, kd_loss, run_teacher
@@ -140,7 +140,7 @@ class NegativeQueue(nn.Module):
 
     @torch.no_grad()
     def push(self, z: torch.Tensor) -> None:
-        z = gather_rows(z.detach().float())[-self.items.shape[0] :]
+        z = gather_with_grad(z.detach().float())[0][-self.items.shape[0] :]  # no_grad: a plain all_gather
         idx = (self.head + torch.arange(z.shape[0], device=z.device)) % self.items.shape[0]
         self.items.index_copy_(0, idx, z)
         self.valid.index_fill_(0, idx, True)
