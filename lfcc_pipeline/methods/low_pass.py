@@ -13,7 +13,6 @@ op forward and backward, whatever the number of scales.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -65,8 +64,3 @@ def low_pass(x: torch.Tensor, design: tuple) -> torch.Tensor:
     """(B, C, H, W) -> (B, C * cells(design))."""
     b, c, h, w = x.shape
     return (x.reshape(b, c, h * w) @ filter_matrix(h, w, design, x.device, x.dtype)).flatten(1)
-
-
-def low_pass_pyramid(x: torch.Tensor, scales: Sequence[int]) -> torch.Tensor:
-    """(B, C, H, W) -> (B, C * sum(s^2)): average pools to s x s grids, for every scale."""
-    return low_pass(x, ("pool", tuple(scales)))

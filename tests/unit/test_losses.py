@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from lfcc_pipeline.methods import METHODS, distill_config, get_method
 from lfcc_pipeline.methods.base import kd_loss
 from lfcc_pipeline.methods.lfcc import LFCC, info_nce, stage_pairs
-from lfcc_pipeline.methods.low_pass import low_pass_pyramid
+from lfcc_pipeline.methods.low_pass import low_pass
 from lfcc_pipeline.methods.ofa import OFA, ofa_loss
 from lfcc_pipeline.models.factory import create_model
 
@@ -24,7 +24,7 @@ GOLDEN = Path(__file__).resolve().parent / "golden"
 
 def test_pyramid_passes_a_constant_map_unchanged():
     x = torch.full((2, 3, 8, 8), 0.7)
-    out = low_pass_pyramid(x, (1, 2, 4))
+    out = low_pass(x, ("pool", (1, 2, 4)))
     assert out.shape == (2, 3 * (1 + 4 + 16))
     assert torch.allclose(out, torch.full_like(out, 0.7))
 
@@ -33,12 +33,12 @@ def test_pyramid_removes_a_checkerboard():
     i, j = torch.meshgrid(torch.arange(8), torch.arange(8), indexing="ij")
     board = ((i + j) % 2 * 2 - 1).float().expand(2, 3, 8, 8)  # the highest spatial frequency
     assert board.abs().mean() == 1
-    assert low_pass_pyramid(board, (1, 2, 4)).abs().max() < 1e-6
+    assert low_pass(board, ("pool", (1, 2, 4))).abs().max() < 1e-6
 
 
 def test_pyramid_keeps_low_frequencies():
     ramp = torch.linspace(-1, 1, 8).view(1, 1, 1, 8).expand(1, 1, 8, 8)  # a slow horizontal gradient
-    out = low_pass_pyramid(ramp, (2,))
+    out = low_pass(ramp, ("pool", (2,)))
     assert out[0, 0] < 0 < out[0, 1]  # left half negative, right half positive survives
 
 

@@ -14,7 +14,7 @@ import torch
 from lfcc_pipeline.methods.base import kd_loss
 from lfcc_pipeline.methods.cakd import align_grid, pca_loss
 from lfcc_pipeline.methods.lfcc import info_nce
-from lfcc_pipeline.methods.low_pass import low_pass_pyramid
+from lfcc_pipeline.methods.low_pass import low_pass
 from lfcc_pipeline.methods.ofa import ofa_loss
 from lfcc_pipeline.methods.rsd import rsd_loss
 from lfcc_pipeline.methods.tas import transfer_loss
@@ -42,7 +42,7 @@ def golden_inputs() -> dict[str, np.ndarray]:
 
 def compute(inputs: dict[str, np.ndarray]) -> dict[str, float]:
     t = {k: torch.from_numpy(v) for k, v in inputs.items()}
-    pyramid = low_pass_pyramid(t["feature_map"], (1, 2, 4))
+    pyramid = low_pass(t["feature_map"], ("pool", (1, 2, 4)))
     return {
         "kd_T4": kd_loss(t["student_logits"], t["teacher_logits"], 4.0).item(),
         "kd_T1": kd_loss(t["student_logits"], t["teacher_logits"], 1.0).item(),
