@@ -207,8 +207,9 @@ class LFCC(Distiller):
         total = torch.zeros((), device=z_s[0].device)
         for i, (a, b) in enumerate(zip(z_s, z_t, strict=True)):
             q = self.queues[i] if self.queues is not None else None
-            # clones: the push below must not change what this step's backward reads
-            items, valid = (q.items.clone(), q.valid.clone()) if q is not None else (None, None)
+            # items cloned: backward reads them after the push below changes them in place (the mask
+            # is read as ~valid, already a new tensor)
+            items, valid = (q.items.clone(), q.valid) if q is not None else (None, None)
             total = total + info_nce(a, b, tau, items, valid)
             if q is not None and self.training:
                 q.push(b)
