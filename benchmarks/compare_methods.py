@@ -7,7 +7,7 @@
 
 Pairs (32 px, Fashion-MNIST, students on a 10k stratified subset, tested on the full 10k test split):
 - vit-cnn: teacher `vit_p4` (a ViT with 4x4 patches, 0.8 M parameters, models/small_vits.py) trained
-  on the whole 60k training split, as a hub teacher is pretrained on far more data than the student
+  on the whole 60k training split for 25 epochs, as a hub teacher is pretrained on far more data than the student
   sees; student `resnet18`.
 - cnn-vit: teacher `resnet18` trained on the same 10k subset; student timm's `test_vit`.
 Every run goes through the pipeline's own stages under benchmarks/.runs/compare/<pair>/ (resumable,
@@ -32,7 +32,9 @@ from lfcc_pipeline.pipeline.compare import ComparePlan, check_plan, compare
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "compare_methods.json"
-PAIRS = {"vit-cnn": ("vit_p4", "resnet18", True), "cnn-vit": ("resnet18", "test_vit", False)}
+# pair: (teacher, student, teacher on the whole 60k split, teacher epochs). The ViT teacher gets 25 epochs: at
+# 10 it reached 86.90 test top-1, 1.22 points over resnet18 alone (item 1 asks for 2), val still rising.
+PAIRS = {"vit-cnn": ("vit_p4", "resnet18", True, 25), "cnn-vit": ("resnet18", "test_vit", False, 10)}
 QUICK_METHODS = "none,kd,ofa,lfcc"
 
 
@@ -62,20 +64,23 @@ def flat_overrides(items: list[str]) -> dict:
 
 
 def run_pair(pair: str, args, methods: tuple[str, ...], seeds: tuple[int, ...]) -> None:
-    teacher, student, teacher_all_data = PAIRS[pair]
+    teacher, student, teacher_all_data, teacher_epochs = PAIRS[pair]
+    teacher_epochs = teacher_epochs if args.teacher_epochs is None else args.teacher_epochs
     overrides = flat_overrides(args.set)
     base = RunConfig(
         models=ModelsConfig(teacher, student, 32, pretrained=False),
         data=DataConfig(args.data, train_subset=args.train_subset),
         train=TrainConfig(
-            epochs=args.epochs, teacher_epochs=args.teacher_epochs, batch_size=64, optim=OptimConfig(lr=1e-3)
+            epochs=args.epochs, teacher_epochs=teacher_epochs, batch_size=64, optim=OptimConfig(lr=1e-3)
         ),  # fmt: skip
         distill=distill_config(**overrides),
         device=args.device,
     )
     variant = "".join(f"-{k}={v}" for k, v in sorted(overrides.items())).replace(" ", "")
     root = args.runs / f"{pair}{variant}"
-    plan = ComparePlan(base, methods, seeds, root, teacher_all_data=teacher_all_data)
+    # Variants (--set) share the pair's teacher: it does not depend on the methods' options.
+    teacher_root = args.runs / pair / f"teacher-e{base.train.teacher_epochs}"
+    plan = ComparePlan(base, methods, seeds, root, teacher_all_data=teacher_all_data, teacher_root=teacher_root)
     check_plan(plan, tuple(METHODS))
     t0 = time.perf_counter()
     result = compare(plan)
@@ -94,7 +99,7 @@ def main() -> None:
     ap.add_argument("--data", default="fashion-mnist")
     ap.add_argument("--train-subset", type=int, default=10000)
     ap.add_argument("--epochs", type=int, default=10)
-    ap.add_argument("--teacher-epochs", type=int, default=10)
+    ap.add_argument("--teacher-epochs", type=int, default=None, help="default: 25 (vit-cnn), 10 (cnn-vit)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--methods", default=None, help="default: every method")
     ap.add_argument("--seeds", default="0,1,2")

@@ -33,6 +33,11 @@ class ComparePlan:
     root: Path
     teacher_train_subset: int | None = None  # the teacher's own training subset (None: the students')
     teacher_all_data: bool = False  # train the teacher on the whole training split
+    teacher_root: Path | None = None  # where the teacher run lives (None: <root>/teacher); shared across plans
+
+    @property
+    def teacher_dir(self) -> Path:
+        return self.root / "teacher" if self.teacher_root is None else self.teacher_root
 
     def teacher_config(self) -> RunConfig:
         data = self.base.data
@@ -40,8 +45,9 @@ class ComparePlan:
             data = dataclasses.replace(data, train_subset=None)
         elif self.teacher_train_subset is not None:
             data = dataclasses.replace(data, train_subset=self.teacher_train_subset)
-        distill = dataclasses.replace(self.base.distill, method="none")
-        return dataclasses.replace(self.base, out=self.root / "teacher", data=data, distill=distill, seed=0)
+        # The teacher's run does not depend on the methods' options, so plans that differ only there share it.
+        distill = type(self.base.distill)(method="none", ce_weight=self.base.distill.ce_weight)
+        return dataclasses.replace(self.base, out=self.teacher_dir, data=data, distill=distill, seed=0)
 
     def run_config(self, method: str, seed: int, teacher_weights: Path) -> RunConfig:
         return dataclasses.replace(
@@ -70,13 +76,13 @@ def check_plan(plan: ComparePlan, known: tuple[str, ...]) -> None:
         raise ConfigError("no --seeds given", "e.g. --seeds 0,1,2")
     plan.teacher_config().validate()
     for m in plan.methods:
-        plan.run_config(m, plan.seeds[0], plan.root / layout.weights("teacher")).validate()
+        plan.run_config(m, plan.seeds[0], plan.teacher_dir / layout.weights("teacher")).validate()
 
 
 def compare(plan: ComparePlan, force: bool = False) -> dict[str, Any]:
     """Train the teacher once, distill every (method, seed), write the report; return the report's dict."""
     teacher = run_pipeline(plan.teacher_config(), stop_after="teacher", force=force)
-    teacher_dir = plan.root / "teacher"
+    teacher_dir = plan.teacher_dir
     weights = teacher_dir / layout.weights("teacher")
     teacher_metrics = json.loads((teacher_dir / layout.metrics("teacher")).read_text())
     runs: dict[str, list[dict[str, Any]]] = {m: [] for m in plan.methods}
