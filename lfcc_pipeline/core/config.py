@@ -254,6 +254,11 @@ class BuildConfig:
         help="Build for this Jetson DLA core (GPU fallback, static batch). [default: the GPU]",
         check=non_negative,
     )
+    strongly_typed: bool = option(  # TensorRT 11 is always strongly typed; 8.6 cannot be
+        False,
+        is_flag=True,
+        help="TensorRT 10: build strongly typed (no precision flags; FP16 / FP16-outside-Q/DQ ONNX), as 11 does.",
+    )
     timing_cache: Path | None = option(  # None in a run: engines/timing.cache
         None, help="TensorRT timing cache, read and updated by every build. [default in a run: engines/timing.cache]"
     )

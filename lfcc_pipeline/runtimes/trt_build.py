@@ -47,6 +47,7 @@ class BuildRequest:
     timing_cache: Path | None = None
     spec: QuantSpec = field(default_factory=QuantSpec)  # calibration settings for an on-the-fly Q/DQ model
     dla_core: int | None = None  # Jetson: build for this DLA core (GPU fallback); needs a static batch
+    strongly_typed: bool = False  # TensorRT 10: build strongly typed, as TensorRT 11 always does
 
     @classmethod
     def from_config(
@@ -57,7 +58,7 @@ class BuildRequest:
         return cls(onnx=onnx, target=target, engine=engine, calib=calib, spec=QuantSpec.from_config(cfg.calib),
                    min_batch=b.min_batch, opt_batch=b.opt_batch, max_batch=b.resolved_max(cfg.bench.batch_size),
                    workspace_mb=b.workspace_mb, timing_cache=timing_cache,
-                   dla_core=b.dla_core)  # fmt: skip
+                   dla_core=b.dla_core, strongly_typed=b.strongly_typed)  # fmt: skip
 
 
 def default_engine_path(onnx: Path, target: str) -> Path:
@@ -139,7 +140,7 @@ def build_target(req: BuildRequest) -> dict[str, Any]:
     input_name, dims = graph.input_info(model)
     profile = input_profile(list(dims), req.min_batch, req.opt_batch, req.max_batch)
     trt = trt_engine.import_tensorrt()
-    plan = plan_build(trt.__version__, parse_target(req.target).precision)
+    plan = plan_build(trt.__version__, parse_target(req.target).precision, req.strongly_typed)
     if req.dla_core is not None:
         check_dla(trt.__version__, plan.precision, profile, req.dla_core)
     how = source_plan(plan, onnx_kind(model), req, trt.__version__)

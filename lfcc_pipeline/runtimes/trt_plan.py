@@ -10,6 +10,10 @@ Facts (NVIDIA TensorRT docs and migration guides 8.6 -> 10.x -> 11.x):
   FP32 outside the INT8 regions (so that ONNX Runtime previews their accuracy faithfully), so
   strong typing would run every unquantized layer in FP32. Weak typing is deprecated from 10.12
   but still builds. Implicit INT8 calibrators are deprecated since 10.1 and not used here.
+  `--strongly-typed` builds 10.x as 11.x does: the STRONGLY_TYPED network flag, no precision
+  builder flags (setting layer precisions is not allowed in such a network), and the ONNX in the
+  precision wanted (FP16 ONNX; Q/DQ with FP16 outside, calib/<model>.int8.trt-fp16.onnx).
+  8.6 has no STRONGLY_TYPED flag (it came with 9.x).
 - 11.x: strongly typed only; the FP16/INT8/... builder flags are gone, so FP16 needs an FP16 ONNX
   (modelopt AutoCast or an equivalent converter) and INT8 a Q/DQ ONNX, whose unquantized layers
   run in the precision the ONNX gives them: the build parses calibrate's FP16-outside-Q/DQ form
@@ -43,8 +47,8 @@ class BuildPlan:
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 
-def plan_build(trt_version: str, precision: str) -> BuildPlan:
-    """What to build for `precision` with TensorRT `trt_version`."""
+def plan_build(trt_version: str, precision: str, strongly_typed: bool = False) -> BuildPlan:
+    """What to build for `precision` with TensorRT `trt_version` (`strongly_typed`: --strongly-typed on 10.x)."""
     if precision not in PRECISIONS:
         raise ConfigError(f"unknown TensorRT precision {precision!r}", f"choose one of {', '.join(PRECISIONS)}")
     major = major_version(trt_version)
@@ -59,6 +63,13 @@ def plan_build(trt_version: str, precision: str) -> BuildPlan:
         if precision == "int8":
             notes.append("layers outside the Q/DQ regions run in the ONNX's own precision")
         return BuildPlan(precision, kind, (), (), True, tuple(notes))
+    if strongly_typed and major < 10:
+        raise ConfigError(f"--strongly-typed needs TensorRT 10 or newer; this is TensorRT {trt_version}",
+                          "drop --strongly-typed, or install TensorRT 10.x or 11.x")  # fmt: skip
+    if major >= 10 and strongly_typed:
+        kind = {"fp32": "fp32", "fp16": "fp16", "int8": "qdq"}[precision]
+        notes = ["strongly typed (--strongly-typed): no precision flags, the ONNX's own types"]
+        return BuildPlan(precision, kind, ("STRONGLY_TYPED",), (), True, tuple(notes))
     if major >= 10:
         if precision == "int8":
             return BuildPlan(precision, "qdq", (), ("INT8", "FP16"), False, ("Q/DQ model, INT8 and FP16 flags",))

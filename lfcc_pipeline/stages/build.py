@@ -1,8 +1,8 @@
 """Stage `build`: TensorRT engines for the trt-* targets, engines/<role>.<target>.engine (+ .json).
 
 Sources: trt-fp32 builds from export/<role>.onnx; trt-fp16 from the same FP32 ONNX with the FP16
-flag (TensorRT 8.6/10) or from calib/<role>.fp16.onnx (TensorRT 11, strongly typed); trt-int8 from
-calib/<role>.int8.trt.onnx. One timing cache (engines/timing.cache unless --timing-cache) is
+flag (TensorRT 8.6/10) or from calib/<role>.fp16.onnx (TensorRT 11, or 10 with --strongly-typed);
+trt-int8 from calib/<role>.int8.trt.onnx (strongly typed: its FP16-outside twin .int8.trt-fp16.onnx). One timing cache (engines/timing.cache unless --timing-cache) is
 reused and updated by every build, so rebuilding after a change is quick.
 """
 
@@ -42,7 +42,7 @@ def config_slice(cfg: RunConfig) -> dict:
 def _source(cfg: RunConfig, ctx: StageContext, role: str, target: str, trt_version: str):
     """(ONNX to build from, calib.npz or None): calibrate's model where the plan needs FP16 or Q/DQ and
     this run calibrated the role; else the FP32 export (converted on the fly from calib.npz if needed)."""
-    kind = plan_build(trt_version, parse_target(target).precision).onnx_kind
+    kind = plan_build(trt_version, parse_target(target).precision, cfg.build.strongly_typed).onnx_kind
     fp32 = layout.require(ctx.run_dir, layout.onnx(role), "export")
     if kind == "fp32":
         return fp32, None

@@ -210,6 +210,31 @@ def test_strongly_typed_int8_parses_the_fp16_outside_qdq_model(version, fp16_out
     assert "QuantizeLinear" in calls["parsed_ops"] and calls["parsed_fp16"] is fp16_outside
 
 
+@pytest.mark.parametrize("target, given, parsed_fp16", [("trt-int8", "student.int8.trt.onnx", True),
+                                                         ("trt-fp16", "student.fp16.onnx", True),
+                                                         ("trt-fp32", "student.onnx", False)])  # fmt: skip
+def test_strongly_typed_trt_10_sets_the_network_flag_and_no_precision_flags(target, given, parsed_fp16, files, fake,
+                                                                             tmp_path):  # fmt: skip
+    import shutil
+
+    from lfcc_pipeline.calib.calibset import load_calibset, model_inputs
+    from lfcc_pipeline.calib.qdq_fp16 import qdq_fp16
+
+    src = tmp_path / given
+    shutil.copy(files / given, src)
+    if target == "trt-int8":  # calibrate's FP16-outside twin lies beside the Q/DQ model
+        qdq_fp16(src, tmp_path / "student.int8.trt-fp16.onnx", model_inputs(load_calibset(files / "calib.npz"), None),
+                 "student")  # fmt: skip
+    calls = fake("10.3.0")
+    meta = build_target(BuildRequest(src, target, tmp_path / "x.engine", strongly_typed=True))
+    assert calls["network_flags"] == 1 << 1 and calls["builder_flags"] == [] and meta["strongly_typed"] is True
+    assert meta["network_flags"] == ["STRONGLY_TYPED"] and calls["parsed_fp16"] is parsed_fp16
+    assert ("QuantizeLinear" in calls["parsed_ops"]) is (target == "trt-int8")
+    fake("10.3.0")
+    with pytest.raises(ConfigError, match="FP16 ONNX"):  # strongly typed FP16 needs an FP16 ONNX
+        build_target(BuildRequest(files / "student.onnx", "trt-fp16", tmp_path / "y.engine", strongly_typed=True))
+
+
 @pytest.mark.parametrize("version, target", [("10.3.0", "trt-fp16"), ("10.3.0", "trt-int8"), ("8.6.1", "trt-int8"),
                                              ("11.4.1", "trt-int8")])  # fmt: skip
 def test_dla_builds_set_the_default_device_core_and_gpu_fallback(version, target, files, fake, tmp_path):

@@ -27,6 +27,17 @@ def test_build_plan_per_version(version, precision, onnx_kind, network_flags, bu
     )  # fmt: skip
 
 
+@pytest.mark.parametrize("precision, onnx_kind", [("fp32", "fp32"), ("fp16", "fp16"), ("int8", "qdq")])
+def test_strongly_typed_trt_10_plans_as_11_with_the_network_flag(precision, onnx_kind):
+    plan = plan_build("10.3.0", precision, strongly_typed=True)
+    assert (plan.onnx_kind, plan.network_flags, plan.builder_flags, plan.strongly_typed) == (
+        onnx_kind, ("STRONGLY_TYPED",), (), True,
+    )  # fmt: skip
+    assert plan_build("11.1.0", precision, strongly_typed=True) == plan_build("11.1.0", precision)
+    with pytest.raises(ConfigError, match="--strongly-typed needs TensorRT 10"):
+        plan_build("8.6.1", precision, strongly_typed=True)
+
+
 def test_trt_11_never_uses_removed_precision_flags():
     for precision in ("fp32", "fp16", "int8"):
         assert plan_build("11.2.0", precision).builder_flags == ()
