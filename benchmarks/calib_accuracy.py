@@ -25,49 +25,22 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from bench_cli import ROOT, cli, student_only_args
 
-ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 QDQ_TARGET = "trt-int8 (qdq via ort)"
-
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    r = subprocess.run(
-        [sys.executable, "-m", "lfcc_pipeline", *args], cwd=ROOT, capture_output=True, text=True, env=env
-    )
-    if r.returncode != 0:
-        sys.exit(f"lfcc-pipeline {' '.join(args)} failed:\n{r.stderr[-3000:]}")
-    return r
-
-
-def _untrained_teacher(work: Path) -> Path:
-    """Random test_resnet weights: `--method none` ignores the teacher, the pipeline still wants one."""
-    import timm
-    import torch
-    from safetensors.torch import save_file
-
-    path = work / "test_resnet_random.safetensors"
-    if not path.is_file():
-        torch.manual_seed(0)
-        save_file(timm.create_model("test_resnet", pretrained=False, num_classes=10).state_dict(), str(path))
-    return path
 
 
 def accuracy(data: str, epochs: int, img_size: int, methods: list[str], tool: str, work: Path) -> dict:
     """Train once, then calibrate + bench per method; drops on the test split."""
     out = work / data.replace(":", "_").replace("/", "_")
-    base = ["--teacher", "test_resnet", "--teacher-weights", str(_untrained_teacher(work)), "--teacher-epochs", "0",
-            "--student", "resnet18", "--method", "none",
-            "--data", data, "--img-size", str(img_size), "--epochs", str(epochs), "--batch-size", "128",
-            "--lr", "2e-3", "--warmup-epochs", "0.2", "--no-pretrained", "--no-calib-teacher", "--calib-tool", tool,
+    base = [*student_only_args(work, "resnet18", data, img_size, epochs), "--calib-tool", tool,
             "--target", "ort-fp32", "--target", "ort-int8", "--target", "ort-fp16",
             "--bench-iters", "20", "--bench-warmup", "5", "--out", str(out)]  # fmt: skip
     t0 = time.perf_counter()

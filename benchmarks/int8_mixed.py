@@ -1,18 +1,24 @@
 """Accuracy-aware INT8: all-INT8 vs mixed precision under --max-int8-drop, written to
-benchmarks/results/int8_mixed.json (issue 14).
+benchmarks/results/int8_mixed.json (issue 14), one entry per data set.
 
-Per model: trained from scratch by the pipeline on the bundled fashion-mini (`--method none`, a tiny
-untrained test_resnet as the nominal teacher), exported, then `calibrate --max-int8-drop B`, which
-keeps layers in higher precision where the all-INT8 student drops more than B top-1 points on the
-validation images (calib/accuracy.json records the search). Per INT8 flavour one row:
+Per model: trained from scratch by the pipeline (`--method none`, a tiny untrained test_resnet as the
+nominal teacher) on --data (the bundled fashion-mini, or the full Fashion-MNIST of
+`make fashion-mnist`, the calib_accuracy benchmark's data), exported, then `calibrate
+--max-int8-drop B`, which keeps layers in higher precision where the all-INT8 student drops more
+than B top-1 points on --calib-eval-images validation images (calib/accuracy.json records the
+search). ViTs (vit_p4, deit_*) get the transformer-aware Q/DQ placement automatically. Per INT8
+flavour one row:
   all_int8_drop, mixed_drop  top-1 points lost against FP32 on the test split (held out from both
                              calibration and the budget search); val_* the same on the search's images
+  agreement_all_int8, agreement_mixed  top-1 agreement with the FP32 model on the test split (%)
   layers_kept                the layers the mixed model keeps in higher precision
   fp32_ms, all_int8_ms, mixed_ms  ONNX Runtime CPU, batch 1, 2 threads, p50, median of interleaved rounds
 The all-INT8 model is made again from the same calib.npz and settings (deterministic) and checked to
 give the mixed model back once the kept layers are put back in float.
 
-    nice -n 10 python benchmarks/int8_mixed.py                 # resnet18, 3 epochs, budget 0.3
+    make fashion-mnist
+    nice -n 10 python benchmarks/int8_mixed.py --data fashion-mnist --models resnet18 vit_p4
+    python benchmarks/int8_mixed.py                            # fashion-mini, resnet18, 3 epochs, budget 0.3
     python benchmarks/int8_mixed.py --epochs 1 --rounds 3      # quicker
 """
 
@@ -21,39 +27,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from bench_cli import ROOT, cli, student_only_args
 
-ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
 
-def cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    r = subprocess.run([sys.executable, "-m", "lfcc_pipeline", *args], cwd=ROOT, capture_output=True, text=True,
-                       env=env)  # fmt: skip
-    if r.returncode != 0:
-        sys.exit(f"lfcc-pipeline {' '.join(args)} failed:\n{r.stderr[-3000:]}")
-    return r
-
-
-def _untrained_teacher(work: Path) -> Path:
-    import timm
-    import torch
-    from safetensors.torch import save_file
-
-    path = work / "test_resnet_random.safetensors"
-    if not path.is_file():
-        torch.manual_seed(0)
-        save_file(timm.create_model("test_resnet", pretrained=False, num_classes=10).state_dict(), str(path))
-    return path
-
-
-def _test_inputs(run: Path):
+def _test_inputs(run: Path, data: str):
     from lfcc_pipeline.calib import graph
     from lfcc_pipeline.core.onnx_meta import preprocess_of
     from lfcc_pipeline.data.sources import load_dataset
@@ -62,7 +46,7 @@ def _test_inputs(run: Path):
 
     fp32 = run / "export" / "student.onnx"
     pre = preprocess_of(graph.metadata(graph.load(fp32)), fp32)
-    ds = load_dataset(parse_data_spec("fashion-mini"))
+    ds = load_dataset(parse_data_spec(data))
     x = Normalization(pre.mean, pre.std)(to_float(ds.test.images, pre.img_size)).numpy()
     return x, ds.test.labels.numpy()
 
@@ -102,15 +86,14 @@ def _latency(paths: dict[str, tuple[Path, str]], sample: np.ndarray, rounds: int
     return {k: round(float(np.median(v)), 4) for k, v in p50s.items()}
 
 
-def measure_model(name: str, epochs: int, budget: float, rounds: int, iters: int, work: Path) -> list[dict]:
+def measure_model(name: str, data: str, epochs: int, budget: float, eval_images: int, rounds: int, iters: int,
+                  work: Path) -> list[dict]:  # fmt: skip
     from lfcc_pipeline.calib.mixed import top1
     from lfcc_pipeline.calib.sensitivity import run_logits
 
-    run = work / name
-    base = ["--teacher", "test_resnet", "--teacher-weights", str(_untrained_teacher(work)), "--teacher-epochs", "0",
-            "--student", name, "--method", "none", "--data", "fashion-mini", "--img-size", "32",
-            "--epochs", str(epochs), "--batch-size", "128", "--lr", "2e-3", "--warmup-epochs", "0.2",
-            "--no-pretrained", "--no-calib-teacher", "--target", "ort-int8", "--out", str(run)]  # fmt: skip
+    run = work / f"{data}-{name}"
+    base = [*student_only_args(work, name, data, 32, epochs), "--target", "ort-int8",
+            "--calib-eval-images", str(eval_images), "--out", str(run)]  # fmt: skip
     t0 = time.perf_counter()
     cli("export", *base)
     train_s = time.perf_counter() - t0
@@ -118,9 +101,10 @@ def measure_model(name: str, epochs: int, budget: float, rounds: int, iters: int
     cli("calibrate", *base, "--max-int8-drop", str(budget))
     calib_s = time.perf_counter() - t0
     acc = json.loads((run / "calib" / "accuracy.json").read_text())
-    x, y = _test_inputs(run)
+    x, y = _test_inputs(run, data)
     fp32 = run / "export" / "student.onnx"
-    ref_top1 = top1(run_logits(fp32, x, 2), y)
+    ref = run_logits(fp32, x, 2)
+    ref_top1 = top1(ref, y)
     rows = []
     for flavour in ("int8.cpu", "int8.trt"):
         mixed = run / "calib" / f"student.{flavour}.onnx"
@@ -128,10 +112,13 @@ def measure_model(name: str, epochs: int, budget: float, rounds: int, iters: int
         search = acc.get("mixed", {}).get(flavour)
         ms = _latency({"fp32": (fp32, "fp32"), "all": (all_int8, "int8"), "mixed": (mixed, "int8")}, x[:1], rounds,
                       iters)  # fmt: skip
+        logits = {"all": run_logits(all_int8, x, 2), "mixed": run_logits(mixed, x, 2)}
+        agree = {k: round(100 * float((v.argmax(1) == ref.argmax(1)).mean()), 2) for k, v in logits.items()}
         rows.append({
             "model": name, "flavour": flavour,
-            "all_int8_drop": round(ref_top1 - top1(run_logits(all_int8, x, 2), y), 3),
-            "mixed_drop": round(ref_top1 - top1(run_logits(mixed, x, 2), y), 3),
+            "all_int8_drop": round(ref_top1 - top1(logits["all"], y), 3),
+            "mixed_drop": round(ref_top1 - top1(logits["mixed"], y), 3),
+            "agreement_all_int8": agree["all"], "agreement_mixed": agree["mixed"],
             "layers_kept": [k["module"] or k["node"] for k in (search or {}).get("kept", [])],
             "fp32_ms": ms["fp32"], "all_int8_ms": ms["all"], "mixed_ms": ms["mixed"],
             "val_all_int8_drop": search["all_int8_drop"] if search else acc["student"][flavour]["top1_drop"],
@@ -149,6 +136,14 @@ def measure_model(name: str, epochs: int, budget: float, rounds: int, iters: int
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", nargs="+", default=["resnet18"])
+    ap.add_argument("--data", default="fashion-mini", help="fashion-mini | fashion-mnist (make fashion-mnist)")
+    ap.add_argument(
+        "--calib-eval-images",
+        type=int,
+        default=None,
+        help="validation images of the budget search [fashion-mini: 1000 (all 600); fashion-mnist: 6000]",
+    )
+    ap.add_argument("--out", type=Path, default=RESULTS / "int8_mixed.json")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--max-int8-drop", type=float, default=0.3)
     ap.add_argument("--rounds", type=int, default=5)
@@ -162,13 +157,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="int8-mixed-") as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        rows = [r for m in args.models for r in measure_model(m, args.epochs, args.max_int8_drop, args.rounds,
-                                                               args.iters, work)]  # fmt: skip
+        evals = args.calib_eval_images or (6000 if args.data.startswith("fashion-mnist") else 1000)
+        rows = [r for m in args.models for r in measure_model(m, args.data, args.epochs, args.max_int8_drop, evals,
+                                                               args.rounds, args.iters, work)]  # fmt: skip
     import onnxruntime
 
     env = {"onnxruntime": onnxruntime.__version__, "cpu_count": os.cpu_count(), "loadavg_1min": os.getloadavg()[0],
            "runtime": "onnxruntime CPUExecutionProvider, intra_op_num_threads=2, batch 1"}  # fmt: skip
-    record_result(RESULTS / "int8_mixed.json", "fashion-mini", {"rows": rows, "env": env})
+    record_result(args.out, args.data, {"rows": rows, "env": env})
 
 
 if __name__ == "__main__":
