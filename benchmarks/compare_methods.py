@@ -59,11 +59,20 @@ def flat_overrides(items: list[str]) -> dict:
         elif value.lower() in ("true", "false"):
             out[key] = value.lower() == "true"
         else:
-            out[key] = float(value) if any(c in value for c in ".e") else int(value)
+            out[key] = _number_or_text(value)
     return out
 
 
-def run_pair(pair: str, args, methods: tuple[str, ...], seeds: tuple[int, ...]) -> None:
+def _number_or_text(value: str) -> int | float | str:
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value  # e.g. lfcc_filter=gauss
+
+
+def run_pair(pair: str, args, methods: tuple[str, ...], seeds: tuple[int, ...]) -> dict:
     teacher, student, teacher_all_data, teacher_epochs = PAIRS[pair]
     teacher_epochs = teacher_epochs if args.teacher_epochs is None else args.teacher_epochs
     overrides = flat_overrides(args.set)
@@ -90,10 +99,12 @@ def run_pair(pair: str, args, methods: tuple[str, ...], seeds: tuple[int, ...]) 
     print(f"{pair}: teacher {result['teacher']['test_top1']:.2f}, margin over the student alone "
           f"{result['teacher_margin_over_student_alone']}")  # fmt: skip
     record_result(args.out, f"{pair}{variant} seeds={','.join(map(str, seeds))}", result)
+    return result
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parser(description: str) -> argparse.ArgumentParser:
+    """The options every run of a pair takes (data, budget, device, where runs and results go)."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--pair", choices=(*PAIRS, "both"), default="both")
     ap.add_argument("--quick", action="store_true", help=f"one seed, methods {QUICK_METHODS}")
     ap.add_argument("--data", default="fashion-mnist")
@@ -107,7 +118,11 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE",
                     help="a method option for every run, spelled as the flag: --set lfcc_weight=0.5")  # fmt: skip
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = parser(__doc__.splitlines()[0]).parse_args()
     setup_logging()
     methods = tuple((args.methods or (QUICK_METHODS if args.quick else ",".join(METHODS))).split(","))
     seeds = (0,) if args.quick else tuple(int(s) for s in args.seeds.split(","))
