@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import itertools
 import platform
 import statistics
 import time
@@ -102,9 +103,12 @@ def time_round(batches: Batches, n_batches: int, device: str, epoch: int) -> flo
     it = batches.iterate()
     next(it)
     t0, images = time.perf_counter(), 0
-    for _ in range(n_batches):
-        x, _ = next(it)
+    for x, _ in itertools.islice(it, n_batches):
         images += len(x)
+    if images == 0:
+        raise ValueError(
+            f"the training split has fewer than 2 batches of {batches.index.batch_size}; use more --images"
+        )
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t0
