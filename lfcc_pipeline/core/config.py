@@ -29,6 +29,16 @@ def _img_size(flag: str, value: int) -> None:
         raise ConfigError(f"{flag} {value} is too small", "use at least 16")
 
 
+def _workers(value: str) -> int | None:
+    """`--workers N|auto` (auto: None, resolved by the data loader from the CPU count)."""
+    if value.strip().lower() == "auto":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"{value!r} is neither a number nor auto", "use e.g. --workers 8 or --workers auto") from None
+
+
 def _opset(flag: str, value: int) -> None:
     if value < 13:
         raise ConfigError(f"{flag} {value} is too old", "use 13 or newer (17 is the default)")
@@ -65,12 +75,16 @@ class ModelsConfig:
 @dataclass(frozen=True)
 class DataConfig:
     spec: str = option(
-        "cifar100", flag="--data", help="fashion-mini | fashion-mnist[:DIR] | cifar100[:DIR] | imagefolder:DIR"
-    )
+        "cifar100", flag="--data",
+        help="fashion-mini | fashion-mnist[:DIR] | cifar100[:DIR] | imagefolder:DIR | webdataset:DIR|TRAIN;VAL[;TEST]",
+    )  # fmt: skip
     val_fraction: float = option(
         0.1, help="Share of the training split held out for validation.", check=in_range(0, 1, True, True)
     )
-    workers: int = option(2, help="Data loader workers (image folders).", check=non_negative)
+    workers: int | None = option(  # None: auto (data/workers.py), from the CPUs per process
+        2, help="Data loader processes (image folders, shards): N or auto (the CPUs per process - 1).",
+        parse=_workers, metavar="N|auto", check=non_negative,
+    )  # fmt: skip
     train_subset: int | None = option(  # a stratified subset of the training split (same images for every seed)
         None, help="Train on a stratified subset of N images (the same for every --seed).", check=positive
     )

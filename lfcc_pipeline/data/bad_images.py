@@ -32,6 +32,13 @@ def header_problem(path: Path, size: int) -> str | None:
             head = f.read(12)
     except OSError as e:
         return f"cannot be read ({e.strerror})"
+    return header_problem_bytes(head, size)
+
+
+def header_problem_bytes(head: bytes, size: int) -> str | None:
+    """Why an image of `size` bytes that starts with `head` (its first 12 bytes) cannot be one; None if it may."""
+    if size == 0:
+        return "empty file (0 bytes)"
     if head.startswith(_SIGNATURES) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
         return None
     return "not an image file (unknown header)"

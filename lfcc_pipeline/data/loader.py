@@ -17,6 +17,9 @@ import torch
 
 from lfcc_pipeline.core.errors import DataError, first_line
 from lfcc_pipeline.data.bad_images import SkippedImages, unreadable_error
+from lfcc_pipeline.data.decode import file_transform, pil_decode, read_encoded
+from lfcc_pipeline.data.device_decode import DeviceDecoder, Encoded
+from lfcc_pipeline.data.shard_order import ShardBatches
 from lfcc_pipeline.data.sources import Split
 
 
@@ -68,41 +71,42 @@ class IndexBatches:
 
 
 class _FileImages(torch.utils.data.Dataset):
-    """Decodes image files to uint8 CHW tensors at `size` (train: random resized crop + flip)."""
+    """Image files (paths or tar shard members) as uint8 CHW tensors at `size`, decoded with PIL and
+    transformed (data/decode.py); with `encoded`, only their bytes, for decoding on the device."""
 
-    def __init__(self, files: tuple[Path, ...], labels: torch.Tensor, size: int, train: bool) -> None:
-        from torchvision.transforms import v2
-
-        self.files, self.labels = files, labels
-        if train:
-            self.tf = v2.Compose([v2.RandomResizedCrop(size, antialias=True), v2.RandomHorizontalFlip()])
-        else:
-            self.tf = v2.Compose([v2.Resize(int(round(size / 0.875)), antialias=True), v2.CenterCrop(size)])
+    def __init__(self, files: tuple, labels: torch.Tensor, size: int, train: bool, encoded: bool = False) -> None:
+        self.files, self.labels, self.encoded = files, labels, encoded
+        self.tf = file_transform(size, train)
+        self._handles: dict = {}  # the tar shard open in this process (reads go shard by shard)
 
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor | None, torch.Tensor, tuple[Path, str] | None]:
-        """(image, label, None), or (None, label, (file, why)) for a file that does not decode: an
-        exception raised here would reach the main process wrapped in a DataLoader traceback."""
-        from PIL import Image
-        from torchvision.transforms.v2.functional import pil_to_tensor
-
+    def __getitem__(self, i: int) -> tuple:
+        """(image or Encoded, label, None), or (None, label, (file, why)) for a file that does not read or
+        decode: an exception raised here would reach the main process wrapped in a DataLoader traceback."""
+        ref = self.files[i]
         try:
-            with Image.open(self.files[i]) as im:
-                x = pil_to_tensor(im.convert("RGB"))
+            if self.encoded:
+                data = torch.frombuffer(bytearray(read_encoded(ref, self._handles)), dtype=torch.uint8)
+                return Encoded(data, str(ref)), self.labels[i], None
+            x = pil_decode(ref, self._handles)
         except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBombError, ...
-            return None, self.labels[i], (self.files[i], f"cannot be decoded ({type(e).__name__}: {first_line(e)})")
+            return None, self.labels[i], (Path(str(ref)), f"cannot be decoded ({type(e).__name__}: {first_line(e)})")
         return self.tf(x), self.labels[i], None
 
 
-def collate_images(items: list) -> tuple[torch.Tensor, torch.Tensor, list[tuple[Path, str]]]:
-    """Stack the decoded images of a batch; the files that did not decode come back as a list."""
+def collate_images(items: list) -> tuple[torch.Tensor | list, torch.Tensor, list[tuple[Path, str]]]:
+    """Stack the decoded images of a batch (Encoded items stay a list); the files that did not decode
+    come back as a list."""
     good = [(x, y) for x, y, bad in items if bad is None]
     bad = [bad for _, _, bad in items if bad is not None]
+    labels = torch.stack([y for _, y in good]) if good else torch.empty((0,), dtype=torch.long)
+    if good and isinstance(good[0][0], Encoded):
+        return [x for x, _ in good], labels, bad
     if not good:
-        return torch.empty((0, 3, 1, 1), dtype=torch.uint8), torch.empty((0,), dtype=torch.long), bad
-    return torch.stack([x for x, _ in good]), torch.stack([y for _, y in good]), bad
+        return torch.empty((0, 3, 1, 1), dtype=torch.uint8), labels, bad
+    return torch.stack([x for x, _ in good]), labels, bad
 
 
 class Batches:
@@ -124,11 +128,16 @@ class Batches:
         world: int = 1,
         skipped: SkippedImages | None = None,
     ) -> None:
-        self.split, self.train = split, train
+        self.split, self.train, self.img_size = split, train, img_size
         self.skipped = skipped  # None: an image that does not decode stops the run with one line
-        self.index = IndexBatches(
-            len(split), batch_size, shuffle=train, drop_last=train, seed=seed, rank=rank, world=world
-        )
+        if train and split.in_shards:  # each rank reads its own shards (data/shard_order.py)
+            shard_of = {s: i for i, s in enumerate(dict.fromkeys(m.shard for m in split.files))}
+            ids = np.fromiter((shard_of[m.shard] for m in split.files), dtype=np.int64, count=len(split))
+            self.index = ShardBatches(ids, batch_size, seed=seed, rank=rank, world=world)
+        else:
+            self.index = IndexBatches(
+                len(split), batch_size, shuffle=train, drop_last=train, seed=seed, rank=rank, world=world
+            )
         if train and len(self.index) == 0:
             raise DataError(
                 f"the training split has {len(split)} images, fewer than one batch of {batch_size}",
@@ -136,12 +145,19 @@ class Batches:
             )
         self.files = None if split.files is None else _FileImages(split.files, split.labels, img_size, train)
         self.workers = workers
+        self.decoder: DeviceDecoder | None = None  # set by decode_on: workers read bytes, the device decodes
 
     def cache_on(self, device: torch.device, max_bytes: int = 4 << 30) -> None:
         """Keep an in-memory split on `device` (e.g. the GPU) so batches need no host copies."""
         images = self.split.images
         if images is not None and images.device != device and images.numel() <= max_bytes:
             self.split = Split(labels=self.split.labels.to(device), images=images.to(device))
+
+    def decode_on(self, device: torch.device) -> None:
+        """Decode image files on `device` (JPEGs with nvJPEG on CUDA); the workers then only read bytes."""
+        if self.files is not None:
+            self.files = _FileImages(self.split.files, self.split.labels, self.img_size, self.train, encoded=True)
+            self.decoder = DeviceDecoder(device, self.files.tf)
 
     @property
     def device_augment(self) -> bool:
@@ -168,11 +184,14 @@ class Batches:
             self.files,
             batch_sampler=[b.tolist() for b in batches],
             num_workers=self.workers,
-            pin_memory=torch.cuda.is_available(),
+            pin_memory=torch.cuda.is_available() and self.decoder is None,
             persistent_workers=False,
             collate_fn=collate_images,
         )
         for x, y, bad in loader:
+            if self.decoder is not None:
+                x, y, more = self.decoder(x, y)
+                bad = bad + [(Path(ref), why) for ref, why in more]
             if bad:
                 if self.skipped is None:
                     raise unreadable_error(bad)

@@ -11,6 +11,7 @@ from lfcc_pipeline.data.bad_images import SkippedImages, unreadable_error
 from lfcc_pipeline.data.loader import Batches
 from lfcc_pipeline.data.sources import Dataset, Split, load_dataset, stratified_holdout
 from lfcc_pipeline.data.specs import parse_data_spec
+from lfcc_pipeline.data.workers import resolve_workers
 
 
 def skip_bad_images(cfg: RunConfig) -> bool:
@@ -59,5 +60,5 @@ def batches(
     info = current() if (train or shard) else DistInfo()
     if skipped is None and skip_bad_images(cfg):
         skipped = SkippedImages()
-    return Batches(split, bs, train=train, img_size=img_size, seed=cfg.seed, workers=cfg.data.workers,
+    return Batches(split, bs, train=train, img_size=img_size, seed=cfg.seed, workers=resolve_workers(cfg.data.workers),
                    rank=info.rank, world=info.world, skipped=skipped)  # fmt: skip

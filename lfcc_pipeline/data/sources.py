@@ -17,6 +17,7 @@ from lfcc_pipeline.core.errors import DataError
 from lfcc_pipeline.data.bad_images import header_problem
 from lfcc_pipeline.data.idx import read_idx
 from lfcc_pipeline.data.specs import DEFAULT_DIRS, DataSpec
+from lfcc_pipeline.data.tar_shards import TarMember
 
 _logger = logging.getLogger(__name__)
 
@@ -37,11 +38,17 @@ FASHION_CLASSES = [
 
 @dataclass(frozen=True)
 class Split:
-    """One split: in-memory uint8 images (N, C, H, W) at native resolution, or image files."""
+    """One split: in-memory uint8 images (N, C, H, W) at native resolution, or image files (paths, or
+    TarMembers of webdataset shards)."""
 
     labels: torch.Tensor
     images: torch.Tensor | None = None
-    files: tuple[Path, ...] | None = None
+    files: tuple[Path | TarMember, ...] | None = None
+
+    @property
+    def in_shards(self) -> bool:
+        """Images stored in tar shards (read shard by shard in training, each rank its own shards)."""
+        return bool(self.files) and isinstance(self.files[0], TarMember)
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -292,6 +299,11 @@ def load_dataset(spec: DataSpec, val_fraction: float = 0.1, seed: int = 0) -> Da
         ds = _load_fashion_mnist(spec.path or DEFAULT_DIRS["fashion-mnist"], val_fraction, seed)
     elif spec.kind == "cifar100":
         ds = _load_cifar100(spec.path or DEFAULT_DIRS["cifar100"], val_fraction, seed)
+    elif spec.kind == "webdataset":
+        # imported here: webdataset_source builds on this module's Split and Dataset
+        from lfcc_pipeline.data.webdataset_source import load_webdataset
+
+        ds = load_webdataset(spec, val_fraction, seed)
     else:
         assert spec.path is not None
         ds = _load_imagefolder(spec.path, val_fraction, seed)

@@ -154,9 +154,10 @@ class _Run:
         self.info = current()
         self.channels_last = spec.channels_last if spec.channels_last is not None else device.type == "cuda"
         _prepare_models(distiller, device, self.channels_last)
-        if device.type == "cuda":
-            train.cache_on(device)
-            val.cache_on(device)
+        if device.type == "cuda":  # in-memory data lives on the GPU; image files are decoded there
+            for b in (train, val):
+                b.cache_on(device)
+                b.decode_on(device)
         named = [(n, p) for n, p in distiller.named_parameters() if p.requires_grad]
         self.optimizer = build_optimizer(named, spec.optim, spec.lr)
         self.steps_per_epoch = steps = len(train)

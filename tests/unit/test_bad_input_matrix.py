@@ -36,6 +36,13 @@ def files(tmp_path_factory):
 
         Image.new("RGB", (8, 8)).save(d / "oneclass" / split / "cat" / "a.png")
     (d / "afile").write_text("x")
+    from lfcc_pipeline.data.tar_shards import write_shard
+
+    png = (d / "oneclass" / "train" / "cat" / "a.png").read_bytes()
+    for split in ("train", "val"):
+        (d / "wds_empty_member" / split).mkdir(parents=True)
+        samples = [(f"ok_{i}", png, i % 2) for i in range(4)] + [("bad_0", b"", 0)]
+        write_shard(d / "wds_empty_member" / split / "000.tar", samples, image_ext="jpg")
     (d / "unknown_key.yaml").write_text("train:\n  epoch: 3\n")
     (d / "bad_type.yaml").write_text("train:\n  epochs: three\n")
     (d / "bad_value.yaml").write_text("distill:\n  methods:\n    lfcc: {dim: 0}\n")
@@ -54,6 +61,10 @@ MATRIX = [
     ("--data", "imagefolder:{files}/empty", "class folder"),
     ("--data", "imagefolder:{files}/oneclass", "at least 2"),
     ("--data", "imagefolder:", "empty directory"),
+    ("--data", "webdataset:{files}/nowds/train-{{0..3}}.tar;{files}/nowds/val.tar", "no tar shards match"),
+    ("--data", "webdataset:{files}/afile", "validation shards"),
+    ("--data", "webdataset:https://host/train-{{0..3}}.tar;https://host/val.tar", "must be local files"),
+    ("--data", "webdataset:{files}/wds_empty_member", "bad_0.jpg: empty file"),
     ("--out", "{files}/afile/run", "cannot"),
     ("--epochs", "-1", "--epochs"),
     ("--epochs", "three", "not a valid integer"),
@@ -85,6 +96,7 @@ MATRIX = [
     ("--precision", "fp8", "--precision"),
     ("--ckpt-every", "0", "--ckpt-every"),
     ("--workers", "-1", "--workers"),
+    ("--workers", "many", "neither a number nor auto"),
     ("--val-fraction", "1.5", "--val-fraction"),
     ("--train-subset", "0", "--train-subset"),
     ("--train-subset", "5", "smaller than the 10 classes"),
