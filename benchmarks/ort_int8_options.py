@@ -42,7 +42,9 @@ def quantize(src: Path, dst: Path, calib: np.ndarray, quant_format: str = "QDQ",
     op_types = qdq.cpu_op_types(present)
     extra = {"ActivationSymmetric": False, "WeightSymmetric": True, "CalibStridedMinMax": 1}
     if op_types is not None:
-        extra.update(OpTypesToExcludeOutputQuantization=["MatMul", "Gemm"], QDQOpTypePerChannelSupportToAxis={"MatMul": 1})
+        extra.update(
+            OpTypesToExcludeOutputQuantization=["MatMul", "Gemm"], QDQOpTypePerChannelSupportToAxis={"MatMul": 1}
+        )
     reader = qdq.ArrayReader(graph.input_info(graph.load(pre))[0], calib, 16, f"quantize {dst.name}")
     quantize_static(str(pre), str(dst), reader, quant_format=getattr(QuantFormat, quant_format),
                     op_types_to_quantize=op_types, nodes_to_exclude=qdq.transformer_excludes(graph.load(pre)),
