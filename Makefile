@@ -6,7 +6,7 @@ TORCH ?= torch==2.14.1 torchvision==0.29.1
 BIN := $(VENV)/bin
 DEMO_OUT ?= runs/demo
 
-.PHONY: setup demo test lint format fashion-mnist test-modelopt test-mlflow clean
+.PHONY: setup demo test lint format fashion-mnist test-modelopt test-mlflow test-openvino clean
 
 setup: $(VENV)/.installed
 
@@ -54,5 +54,13 @@ test-mlflow:
 	.venv-mlflow/bin/pip install --quiet -e ".[dev,mlflow]"
 	.venv-mlflow/bin/pytest -q tests/unit/test_mlflow.py tests/e2e/test_mlflow.py
 
+# Optional: the OpenVINO targets (ov-fp32, ov-int8, ov-fp16) in a fourth venv; without the extra their tests
+# skip with a reason. Not part of `make test`.
+test-openvino:
+	test -x .venv-openvino/bin/python || $(PYTHON) -m venv .venv-openvino
+	.venv-openvino/bin/pip install --quiet $(TORCH)
+	.venv-openvino/bin/pip install --quiet -e ".[dev,openvino]"
+	.venv-openvino/bin/pytest -q tests/unit/test_openvino.py tests/e2e/test_openvino.py
+
 clean:
-	rm -rf $(VENV) .venv-modelopt .venv-mlflow runs .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-modelopt .venv-mlflow .venv-openvino runs .pytest_cache .ruff_cache

@@ -197,15 +197,15 @@ def build_cmd(onnx: Path | None, calib: Path | None, **opts: Any) -> None:
 @cli.command("bench", cls=OptionsCommand)
 @shared_options
 @click.option("--model", "models", multiple=True, type=click.Path(path_type=Path),
-              help="Standalone mode: an .onnx file or TensorRT .engine to measure (repeatable).")  # fmt: skip
+              help="Standalone mode: an .onnx file, OpenVINO IR .xml or TensorRT .engine to measure (repeatable).")  # fmt: skip
 @click.option("--cuda-graph", is_flag=True, help="Replay TensorRT engines through CUDA graphs (fixed shapes).")
 def bench_cmd(models: tuple[Path, ...], cuda_graph: bool, **opts: Any) -> None:
     """Measure accuracy, agreement, latency and throughput of teacher and student per target.
 
     In a run directory it runs the stages before `bench` first where their results are missing
     or stale. With --model it measures deployable files on this device instead (ONNX through
-    ONNX Runtime with --ort-provider, TensorRT engines on the GPU) and writes the report to
-    --out (default: bench-report/).
+    ONNX Runtime with --ort-provider, OpenVINO IR .xml files on the CPU, TensorRT engines on the
+    GPU) and writes the report to --out (default: bench-report/).
 
     \b
     Examples:
@@ -214,6 +214,8 @@ def bench_cmd(models: tuple[Path, ...], cuda_graph: bool, **opts: Any) -> None:
       lfcc-pipeline bench --model runs/demo/export/student.onnx --model runs/demo/export/teacher.onnx \\
           --data fashion-mini --out bench-report
       lfcc-pipeline bench --model student.trt-int8.engine --model teacher.trt-fp16.engine --data fashion-mini
+      lfcc-pipeline bench --model runs/demo/export/student.ov.xml --model runs/demo/calib/student.int8.ov.xml \
+          --data fashion-mini --threads 2
     """
     if not models:
         _execute(opts, "bench", None)

@@ -1,7 +1,8 @@
 """`lfcc-pipeline bench --model A --model B --data SPEC`: benchmark deployable files on this device.
 
 For a Jetson or GPU box that has the runtime but not the run directory: each --model is an ONNX
-file (run by ONNX Runtime with --ort-provider) or a TensorRT engine (with the JSON the build
+file (run by ONNX Runtime with --ort-provider), an OpenVINO IR .xml (with its .bin; run by
+OpenVINO's CPU plugin: target ov-fp32 or ov-int8) or a TensorRT engine (with the JSON the build
 step writes beside it). Preprocessing, labels and the model's role come from the metadata the
 export embedded, so the report matches the pipeline's.
 """
@@ -31,7 +32,7 @@ _logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class ModelFile:
     path: Path
-    kind: str  # onnx | engine
+    kind: str  # onnx | engine | ov
     role: str  # teacher | student
     name: str
     precision: str
@@ -52,7 +53,9 @@ def onnx_precision(path: Path) -> str:
 def describe_model(path: Path) -> ModelFile:
     path = Path(path)
     if not path.is_file():
-        raise ArtifactError(f"model file {path} does not exist", "pass an .onnx file or a TensorRT .engine")
+        raise ArtifactError(
+            f"model file {path} does not exist", "pass an .onnx, an OpenVINO .xml or a TensorRT .engine"
+        )
     if path.suffix == ".onnx":
         try:
             meta, kind, precision = read_metadata(path), "onnx", onnx_precision(path)
@@ -63,8 +66,13 @@ def describe_model(path: Path) -> ModelFile:
 
         engine_meta = read_engine_meta(path)
         meta, kind, precision = engine_meta.get("metadata", {}), "engine", engine_meta.get("precision", "unknown")
+    elif path.suffix == ".xml":
+        from lfcc_pipeline.runtimes.ov_ir import ir_metadata, ir_precision, read_model
+
+        model = read_model(path)
+        meta, kind, precision = ir_metadata(model), "ov", ir_precision(model)
     else:
-        raise ConfigError(f"cannot benchmark {path.name}", "pass .onnx files or TensorRT .engine files")
+        raise ConfigError(f"cannot benchmark {path.name}", "pass .onnx, OpenVINO .xml or TensorRT .engine files")
     return ModelFile(
         path=path, kind=kind, role=meta.get("lfcc.role", "student"), name=meta.get("lfcc.model", path.stem),
         precision=precision, preprocess=preprocess_of(meta, path),
@@ -78,6 +86,10 @@ def _runner_factory(m: ModelFile, providers: list[str], threads: int | None, cud
         from lfcc_pipeline.runtimes.trt_runner import TrtRunner
 
         return functools.partial(TrtRunner, m.path, cuda_graph)
+    if m.kind == "ov":
+        from lfcc_pipeline.runtimes.ov_runner import OvRunner
+
+        return functools.partial(OvRunner, m.path, m.precision, threads)
     from lfcc_pipeline.runtimes.ort_runner import OrtRunner
 
     return functools.partial(OrtRunner, m.path, m.precision, providers, threads)
@@ -114,7 +126,7 @@ def bench_files(
     providers = ort_providers(provider) if any(m.kind == "onnx" for m in models) else []
     cands = []
     for m in models:
-        runtime = "trt" if m.kind == "engine" else "ort"
+        runtime = {"engine": "trt", "onnx": "ort"}.get(m.kind, m.kind)
         cands.append(Candidate(
             m.role, m.name, f"{runtime}-{m.precision}", runtime, m.precision,
             _runner_factory(m, providers, cfg.threads, cuda_graph),

@@ -112,7 +112,7 @@ def _speed(row: dict[str, Any], runner: Runner, cand: Candidate, sample_raw: tor
     size = min(cfg.batch_size, runner.max_batch or cfg.batch_size)  # an engine's profile may stop below
     row["batch_size"] = size
     batch = _tile(cand.preprocess(sample_raw), size)
-    row["throughput_ips"] = round(throughput(runner, batch, cfg.warmup, cfg.iters, cfg.max_seconds), 1)
+    row["throughput_ips"] = round(throughput(runner.for_throughput(), batch, cfg.warmup, cfg.iters, cfg.max_seconds), 1)
 
 
 def _tile(x: np.ndarray, n: int) -> np.ndarray:

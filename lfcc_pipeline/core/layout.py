@@ -1,9 +1,10 @@
 """The run directory: where every stage's artifacts live (paths relative to the run directory).
 
 teacher/  model.safetensors, metrics.json, checkpoints/last.pt   (the same under student/)
-export/   student.onnx, teacher.onnx, parity.json
+export/   student.onnx, teacher.onnx, parity.json; <role>.ov.xml/.bin (OpenVINO IR, with an ov-* target)
 calib/    calib.npz, accuracy.json, <role>.<flavour>.onnx (int8.trt, int8.cpu, fp16),
-          <role>.int8.trt-fp16.onnx (strongly typed TensorRT), sensitivity.json/.png (when measured)
+          <role>.int8.trt-fp16.onnx (strongly typed TensorRT), sensitivity.json/.png (when measured),
+          <role>.int8.ov.xml/.bin (OpenVINO IR of the int8.cpu model, with --target ov-int8)
 engines/  <role>.<target>.engine (+ .json), timing.cache
 bench/    report.json, report.md, report.png
 bundle/   what an app needs (see the bundle stage)
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from lfcc_pipeline.core.config import RunConfig
 from lfcc_pipeline.core.errors import ArtifactError
-from lfcc_pipeline.core.targets import TRT_TARGETS
+from lfcc_pipeline.core.targets import OV_TARGETS, TRT_TARGETS
 
 ROLES = ("teacher", "student")
 CONFIG = "config.yaml"  # the run's resolved configuration (lfcc-pipeline run --config reproduces it)
@@ -55,6 +56,20 @@ def onnx(role: str) -> str:
 def calib_model(role: str, flavour: str) -> str:
     """calib/<role>.<flavour>.onnx, e.g. calib/student.int8.cpu.onnx."""
     return f"calib/{role}.{flavour}.onnx"
+
+
+def ov_ir(role: str, precision: str) -> str:
+    """The OpenVINO IR (.xml; its .bin beside it) of `role`: export/<role>.ov.xml (fp32, which ov-fp16 runs too)
+    or calib/<role>.int8.ov.xml (converted from calib/<role>.int8.cpu.onnx)."""
+    return f"calib/{role}.int8.ov.xml" if precision == "int8" else f"export/{role}.ov.xml"
+
+
+def ov_bin(xml: str) -> str:
+    return xml[: -len(".xml")] + ".bin"
+
+
+def ov_targets(cfg: RunConfig) -> list[str]:
+    return [t for t in cfg.bench.targets if t in OV_TARGETS]
 
 
 def engine(role: str, target: str) -> str:

@@ -14,7 +14,7 @@ from lfcc_pipeline.core.errors import ConfigError
 @dataclass(frozen=True)
 class Target:
     name: str
-    runtime: str  # torch | ort | trt
+    runtime: str  # torch | ort | trt | ov (OpenVINO)
     precision: str  # fp32 | fp16 | int8
     calib_flavour: str | None = (
         None  # calibrate's model it runs (ort) or builds from (trt): calib/<role>.<flavour>.onnx
@@ -39,11 +39,16 @@ TABLE: tuple[Target, ...] = (
     Target("trt-fp32", "trt", "fp32"),
     Target("trt-fp16", "trt", "fp16", "fp16"),
     Target("trt-int8", "trt", "int8", "int8.trt"),
+    # OpenVINO (optional extra): IR converted from the FP32 export, and from calibrate's CPU-flavour Q/DQ model
+    Target("ov-fp32", "ov", "fp32"),
+    Target("ov-fp16", "ov", "fp16"),  # the FP32 IR run with FP16 inference precision (CPUs with native FP16)
+    Target("ov-int8", "ov", "int8", "int8.cpu"),
 )
 BY_NAME: dict[str, Target] = {t.name: t for t in TABLE}
 TARGETS: tuple[str, ...] = tuple(BY_NAME)
 TRT_TARGETS: tuple[str, ...] = tuple(t.name for t in TABLE if t.needs_build)
 CALIB_TARGETS: tuple[str, ...] = tuple(t.name for t in TABLE if t.needs_calibrate)
+OV_TARGETS: tuple[str, ...] = tuple(t.name for t in TABLE if t.runtime == "ov")
 
 
 def parse_target(name: str) -> Target:

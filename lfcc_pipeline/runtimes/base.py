@@ -9,7 +9,7 @@ import numpy as np
 
 
 class Runner(ABC):
-    runtime: str  # torch | ort | trt
+    runtime: str  # torch | ort | trt | ov
     precision: str  # fp32 | fp16 | int8
     device: str  # cpu | cuda:0 | ...
     max_batch: int | None = None  # the largest batch one run takes (a TensorRT profile's max); None: any
@@ -36,6 +36,10 @@ class Runner(ABC):
             return self.to_numpy(self.run(self.prepare(batch)))
         return np.concatenate([self.to_numpy(self.run(self.prepare(batch[i : i + step])))
                                for i in range(0, len(batch), step)])  # fmt: skip
+
+    def for_throughput(self) -> Runner:
+        """The runner the --bench-batch throughput is measured with (OpenVINO: the THROUGHPUT hint's streams)."""
+        return self
 
     def describe(self) -> dict[str, Any]:
         return {"runtime": self.runtime, "precision": self.precision, "device": self.device}

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from lfcc_pipeline import __version__
+from lfcc_pipeline.runtimes.ov_install import cpu_capabilities, nncf_version, openvino_version
 from lfcc_pipeline.runtimes.trt_install import tensorrt_version
 
 
@@ -74,7 +75,11 @@ def probe() -> dict[str, Any]:
         "ort_providers": ort_providers(),
         "tensorrt": tensorrt_version(),
         "modelopt": _version("nvidia-modelopt"),
+        "openvino": openvino_version(),
+        "nncf": nncf_version(),
     }
+    if env["openvino"]:
+        env["openvino_cpu"] = cpu_capabilities()
     if len(ort_dists) > 1:
         env["warning"] = "onnxruntime and onnxruntime-gpu are both installed; uninstall one (only CPU may work)"
     if env["cuda_available"]:

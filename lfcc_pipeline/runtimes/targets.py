@@ -8,6 +8,7 @@ import torch
 
 from lfcc_pipeline.core.errors import TargetUnavailable
 from lfcc_pipeline.core.targets import TARGETS, parse_target
+from lfcc_pipeline.runtimes import ov_install
 from lfcc_pipeline.runtimes.ort_providers import ort_providers
 from lfcc_pipeline.runtimes.trt_install import tensorrt_version
 
@@ -17,6 +18,8 @@ def unavailable_reason(name: str) -> str | None:
     target = parse_target(name)
     if target.runtime == "ort" and importlib.util.find_spec("onnxruntime") is None:
         return f"target {name} needs ONNX Runtime; pip install onnxruntime (or onnxruntime-gpu)"
+    if target.runtime == "ov":
+        return ov_install.unavailable_reason(name)
     if target.runtime == "trt":
         missing = []
         if tensorrt_version() is None:

@@ -23,6 +23,7 @@ from lfcc_pipeline.models.factory import count_params, normalization, run_img_si
 from lfcc_pipeline.models.weights import load_model
 from lfcc_pipeline.runtimes.ort_providers import ort_providers
 from lfcc_pipeline.runtimes.ort_runner import OrtRunner
+from lfcc_pipeline.runtimes.ov_runner import OvRunner
 from lfcc_pipeline.runtimes.targets import check_runnable
 from lfcc_pipeline.runtimes.torch_runner import TorchRunner
 from lfcc_pipeline.runtimes.trt_runner import TrtRunner
@@ -70,13 +71,19 @@ def _runner(cfg: RunConfig, ctx: StageContext, role: str, name: str, model, weig
     t = parse_target(name)
     if t.runtime == "torch":
         return functools.partial(TorchRunner, model, ctx.device), _mb(weights)
-    if t.needs_calibrate and t.runtime == "ort" and role not in layout.calib_roles(cfg):
+    if t.needs_calibrate and t.runtime in ("ort", "ov") and role not in layout.calib_roles(cfg):
         return None  # --no-calib-teacher: no reduced-precision teacher to measure
     if t.runtime == "trt":
         if (role, name) not in layout.engine_builds(cfg):
             return None  # --no-calib-teacher: no INT8 teacher engine
         engine = layout.require(ctx.run_dir, layout.engine(role, name), "build")
         return functools.partial(TrtRunner, engine), _mb(engine)
+    if t.runtime == "ov":
+        xml = layout.require(
+            ctx.run_dir, layout.ov_ir(role, t.precision), "calibrate" if t.needs_calibrate else "export"
+        )
+        size = _mb(xml) + _mb(xml.with_suffix(".bin"))
+        return functools.partial(OvRunner, xml, t.precision, threads=cfg.bench.threads), size
     if t.needs_calibrate:
         onnx_path = layout.require(ctx.run_dir, layout.calib_model(role, t.calib_flavour), "calibrate")
     else:

@@ -11,12 +11,16 @@ flavour loses more than --max-int8-drop top-1 points (or where sensitivity is as
 sensitivity goes to calib/sensitivity.json/.png, and layers are kept in higher precision, most
 sensitive first, until the drop is within the budget (calib/tuning.py); the final model replaces the
 all-INT8 one. A budget still not met warns, or fails the stage with --strict.
+With --target ov-int8, the final int8.cpu model of each role is converted to OpenVINO IR
+(calib/<role>.int8.ov.xml/.bin), measured beside the others (flavour int8.ov) and gated the same way:
+OpenVINO reads the Q/DQ pairs as FakeQuantize, so the kept layers stay in higher precision there too.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 
 import numpy as np
 import torch
@@ -43,12 +47,21 @@ from lfcc_pipeline.data.run_data import batches, dataset
 from lfcc_pipeline.data.transforms import Normalization, to_float
 from lfcc_pipeline.models.factory import run_img_size
 from lfcc_pipeline.runtimes.ort_runner import OrtRunner
+from lfcc_pipeline.runtimes.ov_install import openvino_version
+from lfcc_pipeline.runtimes.ov_ir import convert_onnx
+from lfcc_pipeline.runtimes.ov_runner import OvRunner
 from lfcc_pipeline.runtimes.trt_install import needs_calibration
 
 _logger = logging.getLogger(__name__)
 
 FLAVOURS = layout.CALIB_FLAVOURS
 PRECISION = {"int8.trt": "int8", "int8.cpu": "int8", "fp16": "fp16"}
+OV_FLAVOUR = "int8.ov"  # the OpenVINO IR of int8.cpu (--target ov-int8)
+INT8_FLAVOURS = ("int8.trt", "int8.cpu", OV_FLAVOUR)
+
+
+def wants_ov(cfg: RunConfig) -> bool:
+    return "ov-int8" in cfg.bench.targets
 
 
 def needed(cfg: RunConfig) -> bool:
@@ -62,9 +75,12 @@ def config_slice(cfg: RunConfig) -> dict:
         c.pop("max_int8_drop")  # only a gate (re-applied by bench) without mixed precision
     if cfg.calib.file is not None:
         c["file"] = sha256_file(cfg.calib.file)
+    tools = {"onnxruntime": ort_version(), "modelopt": modelopt_version()}
+    if wants_ov(cfg):  # absent otherwise: runs without OpenVINO keep their fingerprints
+        tools["openvino"] = openvino_version()
     return {
         "calib": c,
-        "tools": {"onnxruntime": ort_version(), "modelopt": modelopt_version()},
+        "tools": tools,
         "data": dataset(cfg).fingerprint,
         "data_split": [cfg.data.val_fraction, cfg.seed],
         "seed": cfg.seed,
@@ -134,14 +150,18 @@ def _val_subset(cfg: RunConfig):
     return split
 
 
-def evaluate(cfg: RunConfig, ctx: StageContext, pre: Preprocess, produced: dict[str, Produced]) -> dict:
-    """Top-1 of the FP32 student and of each of its calibrated models on validation images."""
+def evaluate(cfg: RunConfig, ctx: StageContext, pre: Preprocess, produced: dict[str, Produced], ov_ir=None) -> dict:
+    """Top-1 of the FP32 student and of each of its calibrated models (and its OpenVINO IR `ov_ir`, a
+    Produced, where given) on validation images."""
     split = _val_subset(cfg)
     batches = _batches(cfg, split)
     norm = Normalization(tuple(pre.mean), tuple(pre.std))
     runners = {"fp32": OrtRunner(ctx.path(layout.onnx("student")), "fp32")}
     for flavour, p in produced.items():
         runners[flavour] = OrtRunner(p.path, PRECISION[flavour])
+    if ov_ir is not None:
+        produced = {**produced, OV_FLAVOUR: ov_ir}
+        runners[OV_FLAVOUR] = OvRunner(ov_ir.path, "int8", cfg.bench.threads)
     logits: dict[str, list[torch.Tensor]] = {k: [] for k in runners}
     labels = []
     for x, y in progress(batches, desc="calibrate: check accuracy", total=len(batches)):
@@ -228,7 +248,7 @@ def gate(cfg: RunConfig, accuracy: dict) -> list[str]:
     """Lines for every INT8 student model whose top-1 drop exceeds --max-int8-drop."""
     limit = cfg.calib.max_int8_drop
     over = []
-    for flavour in ("int8.trt", "int8.cpu"):
+    for flavour in INT8_FLAVOURS:
         r = accuracy["student"].get(flavour)
         if r is not None and r["top1_drop"] > limit:
             over.append(
@@ -296,6 +316,27 @@ def _make_models(ctx: StageContext, cs: CalibSet, sources: dict, origin: str, s:
     return made
 
 
+def _rel(ctx: StageContext, path) -> str:
+    return str(path.relative_to(ctx.run_dir))
+
+
+def _openvino_ir(cfg: RunConfig, ctx: StageContext, made: dict) -> dict[str, Produced]:
+    """--target ov-int8: calib/<role>.int8.ov.xml/.bin from each role's final int8.cpu model, {role: Produced}."""
+    if not wants_ov(cfg):
+        return {}
+    out = {}
+    for (role, flavour), p in made.items():
+        if flavour != "int8.cpu":
+            continue
+        t0 = time.perf_counter()
+        xml = ctx.path(layout.ov_ir(role, "int8"))
+        convert_onnx(p.path, xml)
+        out[role] = Produced(xml, OV_FLAVOUR, f"openvino {openvino_version()} from {p.path.name}",
+                             time.perf_counter() - t0, list(p.notes))  # fmt: skip
+        _logger.info("calibrate: %s (%s, %.1f s)", layout.ov_ir(role, "int8"), out[role].tool, out[role].seconds)
+    return out
+
+
 def run(cfg: RunConfig, ctx: StageContext) -> StageResult:
     s = QuantSpec.from_config(cfg.calib)
     student_onnx = layout.require(ctx.run_dir, layout.onnx("student"), "export")
@@ -323,13 +364,18 @@ def run(cfg: RunConfig, ctx: StageContext) -> StageResult:
     student = {f: made[("student", f)] for f in FLAVOURS}
     accuracy = evaluate(cfg, ctx, student_pre, student)
     tuned, written, lines = _tune(cfg, ctx, student_pre, made, accuracy)
-    if any(m.kept for m in tuned.mixed.values()):
-        accuracy = evaluate(cfg, ctx, student_pre, student)  # the final models
+    ov_ir = _openvino_ir(cfg, ctx, made)
+    outputs += [rel for p in ov_ir.values() for rel in (_rel(ctx, p.path), layout.ov_bin(_rel(ctx, p.path)))]
+    if any(m.kept for m in tuned.mixed.values()) or ov_ir:
+        accuracy = evaluate(cfg, ctx, student_pre, student, ov_ir.get("student"))  # the final models
     over = gate(cfg, accuracy)
     outputs += _strongly_typed_forms(ctx, cs, sources, made, origin)
     accuracy.update(
         calib={**cs.meta(), "images": len(cs), "per_class": cs.per_class(), "method": s.method},
-        models={layout.calib_model(r, f): _describe(p) for (r, f), p in made.items()},
+        models={
+            **{layout.calib_model(r, f): _describe(p) for (r, f), p in made.items()},
+            **{_rel(ctx, p.path): p.describe() for p in ov_ir.values()},
+        },
         gate={"max_int8_drop": cfg.calib.max_int8_drop, "ok": not over, "over": over},
         mixed={f: m.describe() for f, m in tuned.mixed.items()},
     )
@@ -337,11 +383,8 @@ def run(cfg: RunConfig, ctx: StageContext) -> StageResult:
     outputs += [layout.CALIB_ACCURACY, *written]
     _budget_lines(cfg, tuned, lines)
     st = accuracy["student"]
-    summary = (
-        f"calibrate: student top-1 drop vs FP32 on {accuracy['images']} val images: int8.trt "
-        f"{st['int8.trt']['top1_drop']:+.2f}, int8.cpu {st['int8.cpu']['top1_drop']:+.2f}, fp16 "
-        f"{st['fp16']['top1_drop']:+.2f} points"
-    )
+    drops = ", ".join(f"{f} {st[f]['top1_drop']:+.2f}" for f in (*FLAVOURS, OV_FLAVOUR) if f in st)
+    summary = f"calibrate: student top-1 drop vs FP32 on {accuracy['images']} val images: {drops} points"
     for line in over:
         if cfg.calib.strict:
             raise StageFailed(
@@ -349,7 +392,7 @@ def run(cfg: RunConfig, ctx: StageContext) -> StageResult:
                 "try another --calib-method or a larger --calib-size, or raise --max-int8-drop",
             )
         _logger.warning("warning: %s, more than --max-int8-drop %g", line, cfg.calib.max_int8_drop)
-    metrics = {f"{f}_top1_drop": st[f]["top1_drop"] for f in FLAVOURS}
+    metrics = {f"{f}_top1_drop": st[f]["top1_drop"] for f in (*FLAVOURS, OV_FLAVOUR) if f in st}
     metrics["gate_ok"] = not over
     return StageResult(outputs=outputs, metrics=metrics, summary=summary)
 

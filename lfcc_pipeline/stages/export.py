@@ -21,12 +21,17 @@ from lfcc_pipeline.models.factory import count_params, normalization, run_img_si
 from lfcc_pipeline.models.onnx_export import export_onnx
 from lfcc_pipeline.models.weights import load_model
 from lfcc_pipeline.runtimes.ort_runner import OrtRunner
+from lfcc_pipeline.runtimes.ov_install import openvino_version
+from lfcc_pipeline.runtimes.ov_ir import convert_onnx
 
 _logger = logging.getLogger(__name__)
 
 
 def config_slice(cfg: RunConfig) -> dict:
-    return {"export": as_dict(cfg.export), "data": dataset(cfg).fingerprint, "seed": cfg.seed}
+    c = {"export": as_dict(cfg.export), "data": dataset(cfg).fingerprint, "seed": cfg.seed}
+    if layout.ov_targets(cfg):  # the OpenVINO IR too (absent otherwise: other runs keep their fingerprints)
+        c["openvino"] = openvino_version()
+    return c
 
 
 def preprocess_for(cfg: RunConfig, model: torch.nn.Module) -> Preprocess:
@@ -93,6 +98,10 @@ def run(cfg: RunConfig, ctx: StageContext) -> StageResult:
         _check(name, p, cfg)
         report[name] = p
         outputs.append(onnx_rel)
+        if layout.ov_targets(cfg):
+            xml = layout.ov_ir(name, "fp32")
+            convert_onnx(ctx.path(onnx_rel), ctx.path(xml))
+            outputs += [xml, layout.ov_bin(xml)]
         _logger.info(
             "export: %s.onnx max |Δlogit| %.2e, top-1 agreement %.1f%% on %d val images",
             name,

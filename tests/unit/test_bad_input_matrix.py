@@ -49,6 +49,15 @@ def files(tmp_path_factory):
     return d
 
 
+def _openvino_rows() -> list[tuple[str, str, str]]:
+    """OpenVINO targets that cannot run here: all of them without the extra, ov-fp16 on CPUs without native FP16."""
+    from lfcc_pipeline.runtimes.ov_install import cpu_capabilities, openvino_version
+
+    if openvino_version() is None:
+        return [("--target", "ov-int8", "needs OpenVINO; pip install"), ("--target", "ov-fp16", "needs OpenVINO")]
+    return [] if "FP16" in cpu_capabilities() else [("--target", "ov-fp16", "needs a CPU with native FP16")]
+
+
 # (option, bad value, words the one error line must contain)
 MATRIX = [
     ("--teacher", "vit_nonexistent", "unknown model"),
@@ -165,6 +174,7 @@ MATRIX = [
     ("--config", "{files}/unknown_key.yaml", "train.epoch: unknown key"),
     ("--config", "{files}/bad_type.yaml", "train.epochs: expected an integer, got 'three'"),
     ("--config", "{files}/bad_value.yaml", "distill.methods.lfcc.dim: --lfcc-dim must be > 0"),
+    *_openvino_rows(),
 ]
 METHOD_SPECIFIC = {"--lfcc-stages": "lfcc", "--lfcc-num-stages": "lfcc", "--ofa-stages": "ofa", "--cakd-taps": "cakd",
                    "--tas-split": "tas"}  # fmt: skip
