@@ -13,6 +13,12 @@ flavour one row:
   agreement_all_int8, agreement_mixed  top-1 agreement with the FP32 model on the test split (%)
   layers_kept                the layers the mixed model keeps in higher precision
   fp32_ms, all_int8_ms, mixed_ms  ONNX Runtime CPU, batch 1, 2 threads, p50, median of interleaved rounds
+  deploy_*                   the same at --deploy-img-size (224 px) for CNN students (int8.cpu row): the
+                             trained weights exported again at that size, quantized from the same
+                             calibration images (resized) with the same layers kept. At 32 px a ResNet18
+                             is ~37 MFLOPs and per-op overhead hides what INT8 saves; apps run 224 px.
+                             ViTs have a fixed token grid (no twin; benchmarks/cpu_runtimes.py times
+                             deit_small at 224 px).
 The all-INT8 model is made again from the same calib.npz and settings (deterministic) and checked to
 give the mixed model back once the kept layers are put back in float.
 
@@ -74,6 +80,40 @@ def _all_int8(run: Path, flavour: str, mixed: Path) -> Path:
     return dst
 
 
+def _deploy_twin(run: Path, kept: list[str], size: int, rounds: int, iters: int) -> dict | None:
+    """fp32/all-INT8/mixed CPU latency of the trained student exported again at `size` px (CNNs only)."""
+    import torch
+
+    from lfcc_pipeline.calib import graph
+    from lfcc_pipeline.calib.calibset import load_calibset
+    from lfcc_pipeline.calib.layers import float_constants, keep_float
+    from lfcc_pipeline.calib.qdq import QuantSpec, quantize_int8
+    from lfcc_pipeline.core.onnx_meta import preprocess_of
+    from lfcc_pipeline.data.transforms import Normalization, to_float
+    from lfcc_pipeline.models.onnx_export import export_onnx
+    from lfcc_pipeline.models.weights import load_model
+
+    model, recipe = load_model(run / "student" / "model.safetensors")
+    if recipe.takes_img_size:
+        return None
+    src = run / "export" / "student.onnx"
+    pre = preprocess_of(graph.metadata(graph.load(src)), src)
+    out = run / f"deploy{size}"
+    out.mkdir(exist_ok=True)
+    fp32 = out / "student.onnx"
+    export_onnx(model, fp32, size)
+    cs = load_calibset(run / "calib" / "calib.npz")
+    x = Normalization(pre.mean, pre.std)(to_float(torch.from_numpy(cs.images), size)).numpy()
+    all_int8 = quantize_int8(fp32, out / "student.int8.cpu.all-int8.onnx", x, QuantSpec(), "cpu", "student").path
+    mixed = all_int8
+    if kept:
+        mixed = out / "student.int8.cpu.onnx"
+        graph.save(keep_float(graph.load(all_int8), kept, float_constants(graph.load(fp32))), mixed)
+    ms = _latency({"fp32": (fp32, "fp32"), "all": (all_int8, "int8"), "mixed": (mixed, "int8")}, x[:1], rounds, iters)
+    return {"deploy_img_size": size, "deploy_fp32_ms": ms["fp32"], "deploy_all_int8_ms": ms["all"],
+            "deploy_mixed_ms": ms["mixed"], "deploy_speedup_mixed": round(ms["fp32"] / ms["mixed"], 2)}  # fmt: skip
+
+
 def _latency(paths: dict[str, tuple[Path, str]], sample: np.ndarray, rounds: int, iters: int) -> dict[str, float]:
     from lfcc_pipeline.benchmark.measure import latency as measure
     from lfcc_pipeline.runtimes.ort_runner import OrtRunner
@@ -87,7 +127,7 @@ def _latency(paths: dict[str, tuple[Path, str]], sample: np.ndarray, rounds: int
 
 
 def measure_model(name: str, data: str, epochs: int, budget: float, eval_images: int, rounds: int, iters: int,
-                  work: Path) -> list[dict]:  # fmt: skip
+                  work: Path, deploy_size: int) -> list[dict]:  # fmt: skip
     from lfcc_pipeline.calib.mixed import top1
     from lfcc_pipeline.calib.sensitivity import run_logits
 
@@ -127,6 +167,13 @@ def measure_model(name: str, data: str, epochs: int, budget: float, eval_images:
             "epochs": epochs, "train_and_export_s": round(train_s, 1), "calibrate_s": round(calib_s, 1),
         })  # fmt: skip
         r = rows[-1]
+        if flavour == "int8.cpu" and deploy_size:
+            twin = _deploy_twin(run, [k["node"] for k in (search or {}).get("kept", [])], deploy_size, rounds, iters)
+            r.update(twin or {})
+            if twin:
+                print(f"{name} int8.cpu at {deploy_size} px: p50 fp32 {twin['deploy_fp32_ms']:.2f} all-int8 "
+                      f"{twin['deploy_all_int8_ms']:.2f} mixed {twin['deploy_mixed_ms']:.2f} ms "
+                      f"({twin['deploy_speedup_mixed']:.2f}x)", flush=True)  # fmt: skip
         print(f"{name} {flavour}: drop {r['all_int8_drop']:+.2f} -> {r['mixed_drop']:+.2f} (test), kept "
               f"{r['layers_kept'] or 'none'}; p50 fp32 {r['fp32_ms']:.3f} all-int8 {r['all_int8_ms']:.3f} "
               f"mixed {r['mixed_ms']:.3f} ms", flush=True)  # fmt: skip
@@ -148,6 +195,7 @@ def main() -> None:
     ap.add_argument("--max-int8-drop", type=float, default=0.3)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--iters", type=int, default=100)
+    ap.add_argument("--deploy-img-size", type=int, default=224, help="CNN latency twin size (0: none)")
     ap.add_argument("--work", type=Path, default=None, help="keep the runs here (default: a temporary directory)")
     args = ap.parse_args()
     import tempfile
@@ -159,7 +207,7 @@ def main() -> None:
         work.mkdir(parents=True, exist_ok=True)
         evals = args.calib_eval_images or (6000 if args.data.startswith("fashion-mnist") else 1000)
         rows = [r for m in args.models for r in measure_model(m, args.data, args.epochs, args.max_int8_drop, evals,
-                                                               args.rounds, args.iters, work)]  # fmt: skip
+                                                               args.rounds, args.iters, work, args.deploy_img_size)]  # fmt: skip
     import onnxruntime
 
     env = {"onnxruntime": onnxruntime.__version__, "cpu_count": os.cpu_count(), "loadavg_1min": os.getloadavg()[0],
