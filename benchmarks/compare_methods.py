@@ -14,17 +14,25 @@ Every run goes through the pipeline's own stages under benchmarks/.runs/compare/
 finished runs skipped). Writes benchmarks/results/compare_methods.json: per pair, the teacher, every
 run's seed, val and test top-1 and seconds, mean ± std per method, the teacher's margin over the
 student alone, and the machine.
+
+A teacher trained here is also copied to benchmarks/teachers/<pair>-<model>-<data>-train<N|all>-e<epochs>
+.safetensors (and a .json: its top-1, seconds, machine). Committed, as the vit-cnn teacher takes over an
+hour on 2 cores, later runs on any machine load it instead of training again (`--retrain-teacher`: train).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import os
 import platform
+import shutil
 import time
 from pathlib import Path
 
 from lfcc_pipeline.benchmark.results import record_result
+from lfcc_pipeline.core import layout
 from lfcc_pipeline.core.config import DataConfig, ModelsConfig, OptimConfig, RunConfig, TrainConfig
 from lfcc_pipeline.core.progress import setup_logging
 from lfcc_pipeline.methods import METHODS, distill_config
@@ -32,6 +40,7 @@ from lfcc_pipeline.pipeline.compare import ComparePlan, check_plan, compare
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "compare_methods.json"
+TEACHERS = HERE / "teachers"
 # pair: (teacher, student, teacher on the whole 60k split, teacher epochs). The ViT teacher gets 25 epochs: at
 # 10 it reached 86.90 test top-1, 1.22 points over resnet18 alone (item 1 asks for 2), val still rising.
 PAIRS = {"vit-cnn": ("vit_p4", "resnet18", True, 25), "cnn-vit": ("resnet18", "test_vit", False, 10)}
@@ -88,11 +97,23 @@ def run_pair(pair: str, args, methods: tuple[str, ...], seeds: tuple[int, ...]) 
     variant = "".join(f"-{k}={v}" for k, v in sorted(overrides.items())).replace(" ", "")
     root = args.runs / f"{pair}{variant}"
     # Variants (--set) share the pair's teacher: it does not depend on the methods' options.
-    teacher_root = args.runs / pair / f"teacher-e{base.train.teacher_epochs}"
+    teacher_root = args.runs / pair / f"teacher-e{teacher_epochs}"
+    seen = "all" if teacher_all_data else args.train_subset
+    cache = TEACHERS / f"{pair}-{teacher}-{args.data.replace(':', '_').replace('/', '_')}-train{seen}-e{teacher_epochs}"
+    cached = cache.with_suffix(".safetensors").is_file() and not args.retrain_teacher and teacher_epochs > 0
+    if cached:  # evaluated again here (val/test top-1 in the results), not trained
+        base = dataclasses.replace(
+            base, models=dataclasses.replace(base.models, teacher_weights=cache.with_suffix(".safetensors")),
+            train=dataclasses.replace(base.train, teacher_epochs=0),
+        )  # fmt: skip
+        teacher_root = args.runs / pair / f"teacher-cached-e{teacher_epochs}"
     plan = ComparePlan(base, methods, seeds, root, teacher_all_data=teacher_all_data, teacher_root=teacher_root)
     check_plan(plan, tuple(METHODS))
     t0 = time.perf_counter()
     result = compare(plan)
+    if not cached and teacher_epochs > 0:
+        save_teacher(plan.teacher_dir, cache, teacher_epochs)
+    result["teacher"]["trained"] = json.loads(cache.with_suffix(".json").read_text()) if cached else None
     result.update(pair=pair, total_seconds=time.perf_counter() - t0, machine=machine(), overrides=overrides)
     for m, row in result["methods"].items():
         print(f"{pair} {m:5} {row['test_mean']:6.2f} ± {row['test_std']:4.2f}  ({row['seconds_per_run']:.0f} s/run)")
@@ -100,6 +121,20 @@ def run_pair(pair: str, args, methods: tuple[str, ...], seeds: tuple[int, ...]) 
           f"{result['teacher_margin_over_student_alone']}")  # fmt: skip
     record_result(args.out, f"{pair}{variant} seeds={','.join(map(str, seeds))}", result)
     return result
+
+
+def save_teacher(teacher_dir: Path, cache: Path, epochs: int) -> None:
+    """Copy a teacher trained here to benchmarks/teachers/ (weights, and a .json with how it was trained)."""
+    metrics = json.loads((teacher_dir / layout.metrics("teacher")).read_text())
+    manifest = json.loads((teacher_dir / "manifest.json").read_text())
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".safetensors.tmp")
+    shutil.copyfile(teacher_dir / layout.weights("teacher"), tmp)
+    info = {"epochs": epochs, "val_top1": metrics["val_top1"], "test_top1": metrics["test_top1"],
+            "seconds": manifest["stages"]["teacher"]["seconds"], "machine": machine()}  # fmt: skip
+    cache.with_suffix(".json").write_text(json.dumps(info, indent=2) + "\n")
+    tmp.replace(cache.with_suffix(".safetensors"))
+    print(f"teacher saved to {cache.with_suffix('.safetensors')} (commit it: later runs load it)")
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -112,6 +147,7 @@ def parser(description: str) -> argparse.ArgumentParser:
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--teacher-epochs", type=int, default=None, help="default: 25 (vit-cnn), 10 (cnn-vit)")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--retrain-teacher", action="store_true", help="train the teacher even where one is cached")
     ap.add_argument("--methods", default=None, help="default: every method")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--runs", type=Path, default=HERE / ".runs" / "compare")
