@@ -210,7 +210,9 @@ def main() -> None:
                                                                args.rounds, args.iters, work, args.deploy_img_size)]  # fmt: skip
     import onnxruntime
 
-    env = {"onnxruntime": onnxruntime.__version__, "cpu_count": os.cpu_count(), "loadavg_1min": os.getloadavg()[0],
+    from lfcc_pipeline.runtimes.probe import cpu_name
+
+    env = {"onnxruntime": onnxruntime.__version__, "cpu": cpu_name(), "cpu_count": os.cpu_count(), "loadavg_1min": os.getloadavg()[0],
            "runtime": "onnxruntime CPUExecutionProvider, intra_op_num_threads=2, batch 1"}  # fmt: skip
     record_result(args.out, args.data, {"rows": rows, "env": env})
 
