@@ -100,10 +100,10 @@ def run_pair(pair: str, args, methods: tuple[str, ...], seeds: tuple[int, ...]) 
     teacher_root = args.runs / pair / f"teacher-e{teacher_epochs}"
     seen = "all" if teacher_all_data else args.train_subset
     cache = TEACHERS / f"{pair}-{teacher}-{args.data.replace(':', '_').replace('/', '_')}-train{seen}-e{teacher_epochs}"
-    cached = cache.with_suffix(".safetensors").is_file() and not args.retrain_teacher and teacher_epochs > 0
+    cached = _with(cache, ".safetensors").is_file() and not args.retrain_teacher and teacher_epochs > 0
     if cached:  # evaluated again here (val/test top-1 in the results), not trained
         base = dataclasses.replace(
-            base, models=dataclasses.replace(base.models, teacher_weights=cache.with_suffix(".safetensors")),
+            base, models=dataclasses.replace(base.models, teacher_weights=_with(cache, ".safetensors")),
             train=dataclasses.replace(base.train, teacher_epochs=0),
         )  # fmt: skip
         teacher_root = args.runs / pair / f"teacher-cached-e{teacher_epochs}"
@@ -113,7 +113,7 @@ def run_pair(pair: str, args, methods: tuple[str, ...], seeds: tuple[int, ...]) 
     result = compare(plan)
     if not cached and teacher_epochs > 0:
         save_teacher(plan.teacher_dir, cache, teacher_epochs)
-    result["teacher"]["trained"] = json.loads(cache.with_suffix(".json").read_text()) if cached else None
+    result["teacher"]["trained"] = json.loads(_with(cache, ".json").read_text()) if cached else None
     result.update(pair=pair, total_seconds=time.perf_counter() - t0, machine=machine(), overrides=overrides)
     for m, row in result["methods"].items():
         print(f"{pair} {m:5} {row['test_mean']:6.2f} ± {row['test_std']:4.2f}  ({row['seconds_per_run']:.0f} s/run)")
@@ -128,13 +128,18 @@ def save_teacher(teacher_dir: Path, cache: Path, epochs: int) -> None:
     metrics = json.loads((teacher_dir / layout.metrics("teacher")).read_text())
     manifest = json.loads((teacher_dir / "manifest.json").read_text())
     cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".safetensors.tmp")
+    tmp = _with(cache, ".safetensors.tmp")
     shutil.copyfile(teacher_dir / layout.weights("teacher"), tmp)
     info = {"epochs": epochs, "val_top1": metrics["val_top1"], "test_top1": metrics["test_top1"],
             "seconds": manifest["stages"]["teacher"]["seconds"], "machine": machine()}  # fmt: skip
-    cache.with_suffix(".json").write_text(json.dumps(info, indent=2) + "\n")
-    tmp.replace(cache.with_suffix(".safetensors"))
-    print(f"teacher saved to {cache.with_suffix('.safetensors')} (commit it: later runs load it)")
+    _with(cache, ".json").write_text(json.dumps(info, indent=2) + "\n")
+    tmp.replace(_with(cache, ".safetensors"))
+    print(f"teacher saved to {_with(cache, '.safetensors')} (commit it: later runs load it)")
+
+
+def _with(stem: Path, suffix: str) -> Path:
+    """stem + suffix (not Path.with_suffix: model and data names may hold dots)."""
+    return stem.parent / (stem.name + suffix)
 
 
 def parser(description: str) -> argparse.ArgumentParser:
