@@ -63,13 +63,22 @@ def flat_overrides(items: list[str]) -> dict:
     out = {}
     for item in items:
         key, value = item.split("=", 1)
-        if "," in value or key.endswith(("scales", "stages")):
+        if "," in value or _is_tuple_option(key):
             out[key] = int_list(value)
         elif value.lower() in ("true", "false"):
             out[key] = value.lower() == "true"
         else:
             out[key] = _number_or_text(value)
     return out
+
+
+def _is_tuple_option(key: str) -> bool:
+    """Whether a flat method option (lfcc_scales) is a tuple field, by its declared type (lfcc_num_stages is not)."""
+    for m in METHODS.values():
+        if m.Options is not None and key.startswith(m.name + "_"):
+            field = {f.name: f for f in dataclasses.fields(m.Options)}.get(key[len(m.name) + 1 :])
+            return field is not None and "tuple" in str(field.type)
+    return False
 
 
 def _number_or_text(value: str) -> int | float | str:
