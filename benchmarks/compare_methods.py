@@ -120,7 +120,8 @@ def run_pair(pair: str, args, methods: tuple[str, ...], seeds: tuple[int, ...]) 
     check_plan(plan, tuple(METHODS))
     t0 = time.perf_counter()
     result = compare(plan)
-    if not cached and teacher_epochs > 0:
+    # Saved when trained by this run (or not saved yet), so the .json names the machine that trained it.
+    if not cached and teacher_epochs > 0 and (result["teacher_run"] == "ran" or not _with(cache, ".json").is_file()):
         save_teacher(plan.teacher_dir, cache, teacher_epochs)
     result["teacher"]["trained"] = json.loads(_with(cache, ".json").read_text()) if cached else None
     result.update(pair=pair, total_seconds=time.perf_counter() - t0, machine=machine(), overrides=overrides)
