@@ -35,7 +35,7 @@ from lfcc_pipeline.benchmark.results import record_result
 from lfcc_pipeline.core import layout
 from lfcc_pipeline.core.config import DataConfig, ModelsConfig, OptimConfig, RunConfig, TrainConfig
 from lfcc_pipeline.core.progress import setup_logging
-from lfcc_pipeline.methods import METHODS, distill_config
+from lfcc_pipeline.methods import METHODS, distill_config, option_field
 from lfcc_pipeline.pipeline.compare import ComparePlan, check_plan, compare
 
 HERE = Path(__file__).resolve().parent
@@ -74,11 +74,8 @@ def flat_overrides(items: list[str]) -> dict:
 
 def _is_tuple_option(key: str) -> bool:
     """Whether a flat method option (lfcc_scales) is a tuple field, by its declared type (lfcc_num_stages is not)."""
-    for m in METHODS.values():
-        if m.Options is not None and key.startswith(m.name + "_"):
-            field = {f.name: f for f in dataclasses.fields(m.Options)}.get(key[len(m.name) + 1 :])
-            return field is not None and "tuple" in str(field.type)
-    return False
+    found = option_field(key)
+    return found is not None and "tuple" in str(found[1].type)
 
 
 def _number_or_text(value: str) -> int | float | str:

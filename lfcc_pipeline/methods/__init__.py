@@ -27,6 +27,16 @@ def _discover() -> dict[str, type[Distiller]]:
 METHODS: dict[str, type[Distiller]] = _discover()
 
 
+def option_field(key: str) -> tuple[type[Distiller], dataclasses.Field] | None:
+    """The method and its options field a flat name spells (`lfcc_scales` -> LFCC, its `scales`), or None."""
+    for m in METHODS.values():
+        if m.Options is not None and key.startswith(m.name + "_"):
+            fields = {f.name: f for f in dataclasses.fields(m.Options)}
+            field = fields.get(key[len(m.name) + 1 :])
+            return (m, field) if field is not None else None
+    return None
+
+
 def distill_config(**flat: Any) -> DistillConfig:
     """A DistillConfig from names as the flags spell them: `method`, the shared fields (`ce_weight`...)
     and `<method>_<option>` (`lfcc_weight=3.0`, `cakd_taps=(-2, 2)`), for the Python API and tests."""
@@ -37,11 +47,10 @@ def distill_config(**flat: Any) -> DistillConfig:
         if key in shared:
             top[key] = value
             continue
-        owner = next((m for m in METHODS.values() if m.Options is not None and key.startswith(m.name + "_")), None)
-        option = key[len(owner.name) + 1 :] if owner else ""
-        if owner is None or option not in {f.name for f in dataclasses.fields(owner.Options)}:
+        found = option_field(key)
+        if found is None:
             raise TypeError(f"distill_config() got an unknown option {key!r}")
-        per_method.setdefault(owner.name, {})[option] = value
+        per_method.setdefault(found[0].name, {})[found[1].name] = value
     cfg = DistillConfig(**top)
     return cfg.with_options(*(METHODS[name].Options(**values) for name, values in per_method.items()))
 

@@ -133,3 +133,14 @@ def test_queue_trains_over_several_steps(pair):
         d(x, x, y)[1]["loss_lfcc"].backward()
     assert d.queues[0].valid.all()
     assert d.student_proj[0][0].weight.grad is not None
+
+
+def test_option_field_finds_the_owning_method_and_field():
+    from lfcc_pipeline.methods import option_field
+
+    method, field = option_field("lfcc_num_stages")
+    assert method is LFCC and field.name == "num_stages" and "tuple" not in str(field.type)
+    assert "tuple" in str(option_field("lfcc_scales")[1].type)
+    assert option_field("lfcc_nope") is None and option_field("kd_weight") is None  # shared, not a method's
+    with pytest.raises(TypeError, match="lfcc_nope"):
+        distill_config(lfcc_nope=1)
