@@ -65,8 +65,12 @@ def test_gauss_filter_trains_end_to_end(pair):
     assert d.student_proj[0][0].in_features % cells(d.design) == 0
 
 
-def test_frozen_teacher_projector_gets_no_gradient(pair):
-    d = lfcc(pair, train_teacher_proj=False)
+def test_teacher_projector_is_frozen_by_default_and_trains_on_request(pair):
+    x, y = batch()
+    trained = lfcc(pair, train_teacher_proj=True)
+    trained(x, x, y)[1]["loss_lfcc"].backward()
+    assert all(p.grad is not None for p in trained.teacher_proj.parameters())
+    d = lfcc(pair)
     x, y = batch()
     d(x, x, y)[1]["loss_lfcc"].backward()
     assert all(p.grad is None and not p.requires_grad for p in d.teacher_proj.parameters())
